@@ -1,0 +1,7 @@
+"""`python -m mesolite.cli` runs the `mesolite` command."""
+
+import sys
+
+from mesolite.cli import main
+
+sys.exit(main())
