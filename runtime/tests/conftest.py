@@ -186,6 +186,28 @@ class ProcessLauncher:
     def stop_all(self) -> None:
         for started in reversed(self.started):
             stop_process(started.process)
+        # Executors and their tasks are detached from the agent on purpose (they survive agent restarts),
+        # so stopping the agent leaves them running: end everything that works inside this test's directory.
+        kill_processes_under(self.directory)
+
+
+def kill_processes_under(directory: Path) -> list[int]:
+    """SIGKILL every process whose working directory or command line lies under `directory`."""
+    root = str(directory.resolve())
+    killed = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            cwd = os.readlink(entry / "cwd")
+            command_line = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        if cwd.startswith(root) or root in command_line:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(int(entry.name), signal.SIGKILL)
+                killed.append(int(entry.name))
+    return killed
 
 
 @pytest.fixture

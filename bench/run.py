@@ -1,0 +1,289 @@
+"""`make bench`: run the master against N simulated agents and one framework; write docs/benchmarks.md.
+
+For each N (1,000 and 10,000 by default) it starts a private ZooKeeper and a real `mesolite master`, registers
+N simulated agents (bench/simulator.py), subscribes a framework that launches `--tasks` tasks, and measures:
+agent registrations per second, the master's allocation run time (its /metrics/snapshot), offers per second,
+tasks launched-to-RUNNING per second, and the master's memory (RSS from /proc).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import platform
+import resource
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+# bench/ is on sys.path: `python bench/run.py` puts the script's directory first.
+from simulator import AGENT_RESOURCES, AgentFleet, LoadFramework
+
+REPOSITORY = Path(__file__).resolve().parent.parent
+RESULTS = REPOSITORY / "docs" / "benchmarks.md"
+ZOOKEEPER_CLASSPATH = "/usr/share/java/zookeeper.jar:/usr/share/java/slf4j-simple.jar:/usr/share/java/slf4j-api.jar"
+# Mesos's metric name; the master reports the duration of its last allocation run in milliseconds.
+ALLOCATION_RUN_METRICS = ("allocator/mesos/allocation_run_ms", "allocator/allocation_run_ms")
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def raise_fd_limit(wanted: int = 200_000) -> int:
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = wanted if hard == resource.RLIM_INFINITY else max(soft, min(wanted, hard))
+    with contextlib.suppress(ValueError, OSError):
+        resource.setrlimit(resource.RLIMIT_NOFILE, (target, max(hard, target)))  # root may raise the hard limit
+    return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+
+
+def wait_until(predicate, timeout: float, what: str):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        result = predicate()
+        if result:
+            return result
+        time.sleep(0.1)
+    raise TimeoutError(f"timed out after {timeout:g}s waiting for {what}")
+
+
+def http_json(url: str) -> dict | None:
+    with contextlib.suppress(OSError, ValueError), urllib.request.urlopen(url, timeout=5) as response:
+        return json.load(response)
+    return None
+
+
+class Services:
+    """A private ZooKeeper and one master, in a scratch directory."""
+
+    def __init__(self, directory: Path, master_flags: list[str]) -> None:
+        self.directory = directory
+        self.master_flags = master_flags
+        self.processes: list[subprocess.Popen] = []
+        self.master_port = free_port()
+        self.master: subprocess.Popen | None = None
+
+    def start(self) -> None:
+        zookeeper_port = free_port()
+        data = self.directory / "zookeeper"
+        data.mkdir()
+        config = self.directory / "zoo.cfg"
+        config.write_text(
+            f"tickTime=2000\ndataDir={data}\nclientPort={zookeeper_port}\nclientPortAddress=127.0.0.1\n"
+            "admin.enableServer=false\nmaxClientCnxns=0\n4lw.commands.whitelist=srvr\n"
+        )
+        self._spawn("zookeeper", ["java", "-Xmx512m", "-cp", ZOOKEEPER_CLASSPATH,
+                                  "org.apache.zookeeper.server.ZooKeeperServerMain", str(config)])  # fmt: skip
+        wait_until(lambda: self._zookeeper_serving(zookeeper_port), 30, "ZooKeeper")
+        self.master = self._spawn(
+            "master",
+            [sys.executable, "-m", "mesolite.cli", "master", "--ip=127.0.0.1", f"--port={self.master_port}",
+             f"--zk=zk://127.0.0.1:{zookeeper_port}/mesos", "--quorum=1",
+             f"--work_dir={self.directory / 'master'}", *self.master_flags],
+        )  # fmt: skip
+        wait_until(self._master_elected, 60, "the master to be elected")
+
+    def _spawn(self, name: str, command: list[str]) -> subprocess.Popen:
+        log = (self.directory / f"{name}.log").open("wb")
+        process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        self.processes.append(process)
+        return process
+
+    @staticmethod
+    def _zookeeper_serving(port: int) -> bool:
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=1) as connection:
+            connection.sendall(b"srvr")
+            return b"Mode:" in connection.recv(4096)
+        return False
+
+    def _master_elected(self) -> bool:
+        if self.master is not None and self.master.poll() is not None:
+            raise RuntimeError(f"the master exited with {self.master.returncode}: see {self.directory}/master.log")
+        metrics = self.metrics()
+        return bool(metrics and metrics.get("master/elected"))
+
+    def metrics(self) -> dict:
+        return http_json(f"http://127.0.0.1:{self.master_port}/metrics/snapshot") or {}
+
+    def master_memory(self) -> dict[str, int]:
+        """VmRSS and VmHWM (peak) of the master in KiB."""
+        assert self.master is not None
+        fields = {}
+        for line in Path(f"/proc/{self.master.pid}/status").read_text().splitlines():
+            name, _, value = line.partition(":")
+            if name in ("VmRSS", "VmHWM"):
+                fields[name] = int(value.split()[0])
+        return fields
+
+    def stop(self) -> None:
+        for process in reversed(self.processes):
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGTERM)
+            try:
+                process.wait(15)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait()
+
+
+async def scenario(services: Services, agent_count: int, task_count: int) -> dict:
+    master = f"127.0.0.1:{services.master_port}"
+    result: dict = {"agents": agent_count, "tasks": task_count}
+    fleet = AgentFleet(master, agent_count)
+    framework = LoadFramework(master, task_count, tasks_per_offer=max(1, task_count // agent_count))
+    framework.offers_wanted = agent_count
+    framework_run = None
+    try:
+        started = time.monotonic()
+        await fleet.start()
+        async with asyncio.timeout(900):
+            await fleet.all_registered.wait()
+        result["registration_seconds"] = time.monotonic() - started
+        result["registrations_per_second"] = agent_count / result["registration_seconds"]
+        await asyncio.sleep(3)  # let the master settle (and allocate with nobody to offer to)
+        framework_run = asyncio.create_task(framework.client.run())
+        async with asyncio.timeout(900):
+            await framework.done.wait()
+        subscribed_at = framework.subscribed_at or started
+        if framework.offers_complete_at is not None:
+            result["offers_per_second"] = agent_count / (framework.offers_complete_at - subscribed_at)
+            result["seconds_to_first_offer_of_every_agent"] = framework.offers_complete_at - subscribed_at
+        assert framework.first_launch_at is not None and framework.all_running_at is not None
+        result["launch_to_running_seconds"] = framework.all_running_at - framework.first_launch_at
+        result["tasks_running_per_second"] = task_count / result["launch_to_running_seconds"]
+        await asyncio.sleep(2.5)  # at least two more allocation runs under full load
+        metrics = await asyncio.to_thread(services.metrics)
+        result["allocation_run_ms"] = next((metrics[name] for name in ALLOCATION_RUN_METRICS if name in metrics), None)
+        result["master_metrics"] = {
+            key: metrics.get(key)
+            for key in ("master/slaves_active", "master/tasks_running", "master/frameworks_active")
+        }
+        result["master_memory_kib"] = services.master_memory()
+        result["simulator_failures"] = {
+            "agent_streams": fleet.stream_failures,
+            "agent_calls": fleet.call_failures,
+            "framework_calls": framework.call_failures,
+        }
+    finally:
+        await framework.stop()
+        if framework_run is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(framework_run, 10)
+        await fleet.stop()
+    return result
+
+
+def machine() -> str:
+    memory_kib = next(
+        int(line.split()[1]) for line in Path("/proc/meminfo").read_text().splitlines() if line.startswith("MemTotal")
+    )
+    model = next(
+        (line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+         if line.startswith("model name")), platform.processor(),
+    )  # fmt: skip
+    return (
+        f"{os.cpu_count()} cores ({model}), {memory_kib / 1024 / 1024:.1f} GiB memory, "
+        f"Python {platform.python_version()}, {platform.system()} {platform.release()}"
+    )
+
+
+def write_results(results: list[dict], host: str) -> None:
+    def number(value, digits: int = 0) -> str:
+        return "n/a" if value is None else f"{value:,.{digits}f}"
+
+    rows = [
+        "| agents | tasks | registrations/s | allocation run (ms) | offers/s | tasks to RUNNING/s | "
+        "master RSS (MiB) | master peak RSS (MiB) |",
+        "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for result in results:
+        memory = result.get("master_memory_kib", {})
+        rows.append(
+            f"| {result['agents']:,} | {result['tasks']:,} | {number(result.get('registrations_per_second'))} | "
+            f"{number(result.get('allocation_run_ms'), 1)} | {number(result.get('offers_per_second'))} | "
+            f"{number(result.get('tasks_running_per_second'))} | {number(memory.get('VmRSS', 0) / 1024)} | "
+            f"{number(memory.get('VmHWM', 0) / 1024)} |"
+        )
+    text = f"""# Benchmarks
+
+Written by `make bench` (bench/run.py) on {time.strftime("%Y-%m-%d %H:%M %Z")}.
+
+Machine: {host}.
+
+Each row: a private ZooKeeper and a real `mesolite master` (default flags: 1 s allocation interval, 15 s agent
+pings); N simulated agents (bench/simulator.py: all in one process, `{AGENT_RESOURCES}` each, speaking the
+agent protocol of docs/architecture.md over real HTTP, answering RUN_TASK at once with TASK_RUNNING); one framework
+(the v1 scheduler API through mesolite.scheduler.client) launching the tasks, a few per offer, and acknowledging
+every update. The simulator and the framework share the machine's cores with the master.
+
+{chr(10).join(rows)}
+
+- *registrations/s*: agents registered (REGISTERED received) per second, 200 registrations in flight at a time.
+- *allocation run*: the master's own timing of its last allocation run (`allocator/mesos/allocation_run_ms` in
+  /metrics/snapshot) with every agent registered and the tasks running.
+- *offers/s*: N divided by the time from SUBSCRIBED until the framework held an offer from every agent.
+- *tasks to RUNNING/s*: tasks divided by the time from the first launch to the last TASK_RUNNING seen by the
+  framework (offers, ACCEPT, RUN_TASK to the agent, its status update, UPDATE to the framework).
+- *master RSS*: resident memory of the master process at the end (and its peak), from /proc/<pid>/status.
+
+Target (issue 4): 10,000 agents with a sub-second allocation cycle and at least 1,000 task launches per second.
+
+Raw results:
+
+```json
+{json.dumps(results, indent=2)}
+```
+"""
+    RESULTS.write_text(text)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--agents", type=int, nargs="+", default=[1000, 10000], help="N values (default 1000 10000)")
+    parser.add_argument("--tasks", type=int, default=10000, help="tasks the framework launches (default 10000)")
+    parser.add_argument("--master-flag", action="append", default=[], help="extra flag for the master")
+    parser.add_argument("--keep", action="store_true", help="keep the scratch directories (logs)")
+    parser.add_argument("--no-write", action="store_true", help="print results only; leave docs/benchmarks.md")
+    options = parser.parse_args()
+    if not shutil.which("java"):
+        print("bench: java (Debian's zookeeper package) is needed", file=sys.stderr)
+        return 1
+    limit = raise_fd_limit()
+    print(f"bench: file descriptor limit {limit}", flush=True)
+    results = []
+    for agent_count in options.agents:
+        directory = Path(tempfile.mkdtemp(prefix=f"mesolite-bench-{agent_count}-"))
+        services = Services(directory, options.master_flag)
+        print(f"bench: {agent_count:,} agents, {options.tasks:,} tasks (logs in {directory})", flush=True)
+        try:
+            services.start()
+            result = asyncio.run(scenario(services, agent_count, options.tasks))
+        except Exception as error:
+            result = {"agents": agent_count, "tasks": options.tasks, "error": f"{type(error).__name__}: {error}"}
+            options.keep = True
+        finally:
+            services.stop()
+        print(json.dumps(result, indent=2), flush=True)
+        results.append(result)
+        if not options.keep:
+            shutil.rmtree(directory, ignore_errors=True)
+    if not options.no_write:
+        write_results(results, machine())
+        print(f"bench: wrote {RESULTS}")
+    return 0 if all("error" not in result for result in results) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

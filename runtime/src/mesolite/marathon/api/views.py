@@ -1,0 +1,139 @@
+"""The JSON shapes of Marathon 1.x: apps with their embeds, tasks, deployments, groups, queue items."""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections.abc import Iterable
+from typing import Any
+
+from mesolite.marathon import health
+from mesolite.marathon.app_definition import READ_ONLY_FIELDS
+from mesolite.marathon.core import Marathon
+from mesolite.marathon.deployments import Deployment
+from mesolite.marathon.paths import ROOT, is_within, parent_of
+from mesolite.marathon.tasks import MarathonTask
+
+ALL_APP_EMBEDS = {"tasks", "counts", "deployments", "readiness", "lastTaskFailure", "taskStats"}
+
+
+def parse_embeds(values: Iterable[str], default: set[str]) -> set[str]:
+    """`embed=apps.tasks` / `app.tasks` (marathon-python's spelling) -> {"tasks"}; `failures` = lastTaskFailure."""
+    embeds = set()
+    for value in values:
+        name = value.split(".", 1)[-1]
+        embeds.add("lastTaskFailure" if name == "failures" else name)
+    return (embeds & ALL_APP_EMBEDS) if embeds else set(default)
+
+
+def app_json(marathon: Marathon, app: dict, embeds: set[str], waiting: bool = False) -> dict[str, Any]:
+    wire = {name: value for name, value in app.items() if name not in READ_ONLY_FIELDS or name == "versionInfo"}
+    tasks = marathon.tasks_of(app["id"])
+    checks = health.check_count(app)
+    if "counts" in embeds or "tasks" in embeds:
+        wire |= counts(tasks, checks)
+    if "deployments" in embeds or "tasks" in embeds:
+        wire["deployments"] = [{"id": d.id} for d in marathon.deployments_of(app["id"])]
+    if "readiness" in embeds:
+        wire["readinessCheckResults"] = []
+    if "tasks" in embeds:
+        wire["tasks"] = [task.to_json(checks) for task in tasks]
+    if "lastTaskFailure" in embeds and app["id"] in marathon.last_failures:
+        wire["lastTaskFailure"] = marathon.last_failures[app["id"]]
+    if "taskStats" in embeds:
+        wire["taskStats"] = task_stats(tasks, checks)
+    if waiting:
+        summary = marathon.waiting_summary(app["id"])
+        # Only while launches actually wait (offers declined or a backoff): an app that is just
+        # being launched carries no such field.
+        if summary and (summary["processedOffersSummary"]["unusedOffersCount"] or summary["delaySeconds"] > 0):
+            wire["waiting"] = summary
+    return wire
+
+
+def counts(tasks: list[MarathonTask], checks: int) -> dict[str, int]:
+    live = [t for t in tasks if t.kill_requested_at is None]
+    verdicts = [t.healthy(checks) for t in live if t.is_running] if checks else []
+    return {
+        "tasksStaged": sum(1 for t in live if t.state in ("TASK_STAGING", "TASK_STARTING")),
+        "tasksRunning": sum(1 for t in live if t.is_running),
+        "tasksHealthy": sum(1 for v in verdicts if v is True),
+        "tasksUnhealthy": sum(1 for v in verdicts if v is False),
+    }
+
+
+def task_stats(tasks: list[MarathonTask], checks: int) -> dict[str, Any]:
+    if not tasks:
+        return {}
+    now = time.time()
+    lifetimes = [now - t.started_epoch for t in tasks if t.started_epoch]
+    stats: dict[str, Any] = {"counts": {k[5:].lower(): v for k, v in counts(tasks, checks).items()}}
+    if lifetimes:
+        stats["lifeTime"] = {
+            "averageSeconds": round(sum(lifetimes) / len(lifetimes), 3),
+            "medianSeconds": round(statistics.median(lifetimes), 3),
+        }
+    return {"totalSummary": {"stats": stats}}
+
+
+def deployment_json(deployment: Deployment) -> dict[str, Any]:
+    return deployment.to_json()
+
+
+def deployment_reference(deployment: Deployment) -> dict[str, str]:
+    return {"deploymentId": deployment.id, "version": deployment.version}
+
+
+def group_json(marathon: Marathon, group_id: str, embeds: set[str]) -> dict[str, Any]:
+    """The group tree under `group_id` (implicit groups from app ids plus explicit ones)."""
+    all_groups = marathon.group_ids()
+    direct_apps = sorted(a for a in marathon.apps if parent_of(a) == group_id)
+    direct_groups = sorted(g for g in all_groups if g != ROOT and g != group_id and parent_of(g) == group_id)
+    within = [marathon.apps[a]["version"] for a in marathon.apps if is_within(a, group_id)]
+    explicit = marathon.groups.get(group_id, {})
+    return {
+        "id": group_id,
+        "apps": [app_json(marathon, marathon.apps[a], embeds) for a in direct_apps],
+        "groups": [group_json(marathon, g, embeds) for g in direct_groups],
+        "pods": [],
+        "dependencies": explicit.get("dependencies", []),
+        "version": max([*within, explicit.get("version", "")]) or None,
+    }
+
+
+def queue_json(marathon: Marathon) -> dict[str, Any]:
+    items = []
+    for app, count in marathon.queued_apps():
+        summary = marathon.waiting_summary(app["id"]) or {}
+        delay = summary.get("delaySeconds", 0)
+        items.append(
+            {
+                "count": count,
+                "delay": {"timeLeftSeconds": round(delay), "overdue": delay <= 0},
+                "since": summary.get("since"),
+                "processedOffersSummary": summary.get("processedOffersSummary"),
+                "app": app_json(marathon, app, {"counts", "deployments"}),
+            }
+        )
+    return {"queue": items}
+
+
+def tasks_text(marathon: Marathon, tasks: list[MarathonTask]) -> str:
+    """Load balancers' form: one line per app and service port, `app_id<TAB>servicePort<TAB>host:port...`."""
+    lines = []
+    by_app: dict[str, list[MarathonTask]] = {}
+    for task in tasks:
+        by_app.setdefault(task.app_id, []).append(task)
+    for app_id in sorted(by_app):
+        app = marathon.apps.get(app_id)
+        if app is None:
+            continue
+        clean_id = app_id.strip("/").replace("/", "_")
+        running = [t for t in by_app[app_id] if t.is_running]
+        service_ports = running[0].service_ports if running else []
+        if not service_ports:
+            lines.append(f"{clean_id}\t \t" + "".join(f"{t.host}\t" for t in running))
+        for index, service_port in enumerate(service_ports):
+            endpoints = "".join(f"{t.host}:{t.ports[index]}\t" for t in running if index < len(t.ports))
+            lines.append(f"{clean_id}\t{service_port}\t{endpoints}")
+    return "\n".join(lines) + ("\n" if lines else "")

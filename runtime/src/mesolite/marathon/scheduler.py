@@ -1,0 +1,237 @@
+"""The Mesos side of the scheduler: subscribe as a framework, turn offers into launches, status updates into
+task states, reconcile after every (re)subscription, revive when there is work and suppress when there is none.
+
+It talks to the master only through `mesolite.scheduler.client.SchedulerClient` (the public v1 API).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Mapping
+from typing import Any, Protocol
+
+import aiohttp
+
+from mesolite.marathon import health
+from mesolite.marathon.core import Marathon
+from mesolite.marathon.matching import Launch, OfferResources, match
+from mesolite.marathon.tasks import MarathonTask
+from mesolite.marathon.timestamps import now_timestamp
+
+log = logging.getLogger(__name__)
+
+# While launches wait, declined offers come back soon; with nothing to launch they stay away long.
+REFUSE_SECONDS_WHILE_WAITING = 1.0
+REFUSE_SECONDS_IDLE = 120.0
+TICK_SECONDS = 0.5
+
+
+class MesosClient(Protocol):
+    framework_id: str | None
+
+    async def accept(self, offer_ids: list[str], operations: list[dict], filters: dict | None = None) -> None: ...
+    async def decline(self, offer_ids: list[str], filters: dict | None = None) -> None: ...
+    async def acknowledge(self, status: dict) -> None: ...
+    async def kill(self, task_id: str, agent_id: str | None = None, kill_policy: dict | None = None) -> None: ...
+    async def reconcile(self, tasks: list[tuple[str, str | None]] = ...) -> None: ...
+    async def revive(self, roles: list[str] | None = None) -> None: ...
+    async def suppress(self, roles: list[str] | None = None) -> None: ...
+
+
+def framework_info(
+    name: str, hostname: str, webui_url: str, failover_timeout: float, user: str, role: str, framework_id: str | None
+) -> dict[str, Any]:
+    info: dict[str, Any] = {
+        "user": user,
+        "name": name,
+        "hostname": hostname,
+        "webui_url": webui_url,
+        "failover_timeout": failover_timeout,
+        "checkpoint": True,
+        "role": role,
+        "capabilities": [{"type": "PARTITION_AWARE"}, {"type": "TASK_KILLING_STATE"}],
+    }
+    if framework_id:
+        info["id"] = {"value": framework_id}
+    return info
+
+
+class MesosScheduler:
+    def __init__(self, marathon: Marathon) -> None:
+        self.marathon = marathon
+        self.client: MesosClient | None = None
+        self.suppressed = False
+        # Offers were declined with the long idle filter: new work needs a REVIVE to see them again.
+        self.declined_idle = False
+        self.subscribed = False
+        self._health_session: aiohttp.ClientSession | None = None
+        self._probing: set[tuple[str, int]] = set()
+        self._probes: set[asyncio.Task] = set()
+        self._next_probe: dict[tuple[str, int], float] = {}
+
+    def attach(self, client: MesosClient) -> None:
+        self.client = client
+        self.marathon.killer = client
+
+    # -- events from the master -------------------------------------------------------------------
+
+    async def on_event(self, event: Mapping[str, Any]) -> None:
+        kind = event.get("type")
+        try:
+            if kind == "SUBSCRIBED":
+                await self._subscribed(event["subscribed"])
+            elif kind == "OFFERS":
+                await self.handle_offers(event["offers"].get("offers", []))
+            elif kind == "UPDATE":
+                await self.handle_update(event["update"]["status"])
+            elif kind == "FAILURE":
+                log.warning("master reports a failure: %s", event.get("failure"))
+            elif kind == "ERROR":
+                log.error("master error: %s", event.get("error", {}).get("message"))
+        except Exception:
+            log.exception("handling the %s event failed", kind)
+
+    async def _subscribed(self, subscribed: Mapping[str, Any]) -> None:
+        framework_id = subscribed["framework_id"]["value"]
+        self.subscribed = True
+        self.suppressed = False
+        async with self.marathon.lock:
+            if framework_id != self.marathon.framework_id:
+                await self.marathon.storage.save_framework_id(framework_id)
+                self.marathon.framework_id = framework_id
+            known = [(task.id, task.agent_id) for task in self.marathon.tasks.values()]
+        log.info("subscribed as framework %s; reconciling %d tasks", framework_id, len(known))
+        assert self.client is not None
+        # Explicit reconciliation tells us what became of the tasks we know; implicit reconciliation
+        # reveals tasks we do not know (launched just before a failover) so that we can kill them.
+        if known:
+            await self.client.reconcile(known)
+        await self.client.reconcile([])
+
+    async def handle_offers(self, offers: list[Mapping[str, Any]]) -> None:
+        assert self.client is not None
+        launches: dict[str, list[dict]] = {}
+        async with self.marathon.lock:
+            ready = [e for e in self.marathon.queue.ready() if e.app_id in self.marathon.apps]
+            for offer in offers:
+                offer_id = offer["id"]["value"]
+                resources = OfferResources.of(offer)
+                for entry in ready:
+                    app = self.marathon.apps[entry.app_id]
+                    while entry.count > 0:
+                        placed = [t.placement for t in self.marathon.active_tasks(entry.app_id)]
+                        result = match(app, resources, placed)
+                        if not isinstance(result, Launch):
+                            entry.statistics.declined(result.label, result.need, result.available)
+                            break
+                        await self.marathon.task_launched(self._task_of(app, result, offer))
+                        log.info("launching %s on %s", result.task_id, offer.get("hostname"))
+                        launches.setdefault(offer_id, []).append(result.task_info)
+            waiting = self.marathon.queue.has_work()
+        for offer_id, task_infos in launches.items():
+            operations = [{"type": "LAUNCH", "launch": {"task_infos": task_infos}}]
+            try:
+                await self.client.accept([offer_id], operations, {"refuse_seconds": REFUSE_SECONDS_WHILE_WAITING})
+            except Exception as error:
+                # The tasks stay STAGING; reconciliation or the launch timeout finds out what became of them.
+                log.warning("ACCEPT of offer %s failed: %s", offer_id, error)
+        unused = [offer["id"]["value"] for offer in offers if offer["id"]["value"] not in launches]
+        if unused:
+            refuse = REFUSE_SECONDS_WHILE_WAITING if waiting else REFUSE_SECONDS_IDLE
+            self.declined_idle = self.declined_idle or not waiting
+            with contextlib.suppress(Exception):
+                await self.client.decline(unused, {"refuse_seconds": refuse})
+
+    def _task_of(self, app: Mapping[str, Any], launch: Launch, offer: Mapping[str, Any]) -> MarathonTask:
+        now = time.time()
+        return MarathonTask(
+            id=launch.task_id,
+            app_id=app["id"],
+            agent_id=offer["agent_id"]["value"],
+            host=offer.get("hostname", ""),
+            version=app["version"],
+            config_version=(app.get("versionInfo") or {}).get("lastConfigChangeAt") or app["version"],
+            staged_at=now_timestamp(),
+            staged_epoch=now,
+            ports=launch.host_ports,
+            service_ports=launch.service_ports,
+            attributes=dict(launch.placement.attributes),
+        )
+
+    async def handle_update(self, status: Mapping[str, Any]) -> None:
+        assert self.client is not None
+        async with self.marathon.lock:
+            known = await self.marathon.status_update(status)
+        if not known:
+            task_id = status["task_id"]["value"]
+            agent_id = (status.get("agent_id") or {}).get("value")
+            log.info("killing task %s, which Marathon does not know (state %s)", task_id, status.get("state"))
+            with contextlib.suppress(Exception):
+                await self.client.kill(task_id, agent_id)
+        with contextlib.suppress(Exception):
+            await self.client.acknowledge(dict(status))
+
+    # -- the periodic work ------------------------------------------------------------------------
+
+    async def run_ticks(self) -> None:
+        """Converge, revive/suppress and run health checks until cancelled."""
+        async with aiohttp.ClientSession() as session:
+            self._health_session = session
+            while True:
+                try:
+                    await self.marathon.tick()
+                    await self._revive_or_suppress()
+                    self._schedule_health_checks()
+                except Exception:
+                    log.exception("tick failed")
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self.marathon.changed.wait(), TICK_SECONDS)
+                self.marathon.changed.clear()
+
+    async def _revive_or_suppress(self) -> None:
+        if self.client is None or not self.subscribed:
+            return
+        has_work = self.marathon.queue.has_work()
+        try:
+            if has_work and (self.suppressed or self.declined_idle):
+                self.declined_idle = False
+                await self.client.revive()
+                self.suppressed = False
+                log.info("launches are queued: reviving offers")
+            elif not has_work and not self.suppressed:
+                await self.client.suppress()
+                self.suppressed = True
+                log.info("nothing to launch: suppressing offers")
+        except Exception as error:
+            log.warning("revive/suppress not delivered: %s", error)
+
+    def _schedule_health_checks(self) -> None:
+        now = time.time()
+        for task in list(self.marathon.tasks.values()):
+            app = self.marathon.apps.get(task.app_id)
+            if app is None or not task.is_running or task.kill_requested_at is not None:
+                continue
+            for index, check in health.marathon_side_checks(app):
+                key = (task.id, index)
+                if key in self._probing or now < self._next_probe.get(key, 0):
+                    continue
+                port = health.check_port(check, task)
+                if port is None:
+                    continue
+                self._probing.add(key)
+                self._next_probe[key] = now + float(check["intervalSeconds"])
+                probe = asyncio.create_task(self._probe(task, index, check, port), name=f"health-{task.id}-{index}")
+                self._probes.add(probe)
+                probe.add_done_callback(self._probes.discard)
+
+    async def _probe(self, task: MarathonTask, index: int, check: Mapping[str, Any], port: int) -> None:
+        try:
+            outcome = await health.probe(check, task.host, port, self._health_session)
+            await self.marathon.health_verdict(task, index, outcome)
+        except Exception:
+            log.exception("health check of %s failed to run", task.id)
+        finally:
+            self._probing.discard((task.id, index))

@@ -1,0 +1,218 @@
+"""`mesolite marathon`: flags, and the wiring of election, state, the Mesos framework and the HTTP API.
+
+Flags come from the command line, `MARATHON_<FLAG>` variables and one file per flag in
+`/etc/marathon/conf/`; `--master` also comes from `/etc/mesos/zk` (as Marathon's packaging does), and
+`--zk` defaults to the master's ZooKeeper servers with the path `/marathon`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import getpass
+import logging
+import signal
+import socket
+from typing import Any
+
+from aiohttp import web
+
+from mesolite.flags import Flag, FlagSet, duration
+from mesolite.marathon.api.app import create_http_app
+from mesolite.marathon.core import Marathon, MarathonSettings
+from mesolite.marathon.events import EventBus
+from mesolite.marathon.leadership import LeaderElection
+from mesolite.marathon.scheduler import MesosScheduler, framework_info
+from mesolite.marathon.storage import MarathonStorage
+from mesolite.scheduler.client import SchedulerClient
+from mesolite.zookeeper.session import ZooKeeperSession
+from mesolite.zookeeper.store import ZooKeeperStore
+from mesolite.zookeeper.url import ZooKeeperUrl, parse_zookeeper_url
+
+log = logging.getLogger("mesolite.marathon")
+
+
+def _milliseconds(text: str) -> float:
+    """Marathon's timeouts are milliseconds; Mesos-style durations (`5secs`) are accepted too."""
+    stripped = text.strip()
+    return float(stripped) if stripped.replace(".", "", 1).isdigit() else duration(stripped) * 1000
+
+
+FLAGS = FlagSet(
+    service_name="marathon",
+    env_prefix="MARATHON_",
+    config_directories=["/etc/marathon/conf"],
+    zookeeper_file="/etc/mesos/zk",
+    zookeeper_flag="master",
+    description="The Marathon-compatible scheduler: keeps long-running apps running on the cluster.",
+    flags=[
+        Flag("master", str, "zk://localhost:2181/mesos", "The Mesos master: zk://host:port/mesos or host:port"),
+        Flag("zk", str, None, "Where Marathon keeps its state (default: the master's ZooKeeper, path /marathon)"),
+        Flag("hostname", str, None, "The name this instance advertises (default: the host's name)"),
+        Flag("http_address", str, "0.0.0.0", "The address the HTTP API listens on"),
+        Flag("http_port", int, 8080, "The port of the HTTP API"),
+        Flag("framework_name", str, "marathon", "The framework name registered with Mesos"),
+        Flag("failover_timeout", float, 604800.0, "Seconds Mesos keeps the tasks while no Marathon is connected"),
+        Flag("mesos_role", str, "*", "The Mesos role of the framework"),
+        Flag("mesos_user", str, None, "The user tasks run as (default: the user running Marathon)"),
+        Flag("local_port_min", int, 10000, "The lowest service port handed out"),
+        Flag("local_port_max", int, 20000, "The highest service port handed out"),
+        Flag("task_launch_timeout", _milliseconds, 300000.0, "Milliseconds a task may take to start running"),
+        Flag("zk_timeout", _milliseconds, 10000.0, "Milliseconds to wait for ZooKeeper at start"),
+        Flag("zk_session_timeout", _milliseconds, 10000.0, "The ZooKeeper session timeout in milliseconds"),
+        Flag("zk_max_versions", int, 50, "How many versions of each app are kept"),
+        Flag("webui_url", str, None, "The URL Mesos shows for this framework (default: http://hostname:http_port)"),
+        Flag("disable_ha", bool, False, "Run without leader election semantics (a single instance)"),
+        Flag("logging_level", str, "info", "debug, info, warning or error"),
+    ],
+)
+
+
+class MarathonService:
+    """One Marathon instance: an election candidate that runs the scheduler while it leads."""
+
+    def __init__(self, flags: Any) -> None:
+        self.flags = flags
+        self.hostname = flags.hostname or socket.getfqdn()
+        self.address = f"{self.hostname}:{flags.http_port}"
+        self.zk_url: ZooKeeperUrl = parse_zookeeper_url(flags.zk or default_zk(flags.master))
+        self.redacted_zk = str(self.zk_url)
+        self.mesos_user = flags.mesos_user or getpass.getuser()
+        self.events = EventBus()
+        self.session = ZooKeeperSession(self.zk_url, session_timeout=flags.zk_session_timeout / 1000)
+        self.election = LeaderElection(
+            self.session, self.zk_url.child("leader"), self.address, self._lead, self._stop_leading
+        )
+        self.marathon: Marathon | None = None
+        self._client: SchedulerClient | None = None
+        self._running: list[asyncio.Task] = []
+        self._stopped = asyncio.Event()
+
+    # what the API reads
+
+    @property
+    def is_leader(self) -> bool:
+        return self.election.is_leader
+
+    @property
+    def leader_address(self) -> str | None:
+        return self.election.leader_address
+
+    def base_url(self, request: web.Request) -> str:
+        return f"http://{request.host}" if request.host else f"http://{self.address}"
+
+    async def abdicate(self) -> None:
+        asyncio.get_running_loop().call_later(0.1, lambda: asyncio.ensure_future(self.election.abdicate()))
+
+    # running
+
+    async def run(self) -> None:
+        await self.session.start(timeout=self.flags.zk_timeout / 1000)
+        runner = web.AppRunner(create_http_app(self), access_log=None)
+        await runner.setup()
+        site = web.TCPSite(runner, self.flags.http_address, self.flags.http_port)
+        await site.start()
+        log.info("Marathon API on %s:%s; state in %s", self.flags.http_address, self.flags.http_port, self.zk_url)
+        await self.election.start()
+        loop = asyncio.get_running_loop()
+        for signal_number in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signal_number, self._stopped.set)
+        loop.add_signal_handler(signal.SIGUSR1, _log_tasks)
+        try:
+            await self._stopped.wait()
+        finally:
+            await self.election.stop()
+            await runner.cleanup()
+            await self.session.stop()
+
+    async def _lead(self) -> None:
+        storage = MarathonStorage(ZooKeeperStore(self.session, self.zk_url.child("state")), self.flags.zk_max_versions)
+        settings = MarathonSettings(
+            hostname=self.hostname,
+            http_port=self.flags.http_port,
+            service_port_range=(self.flags.local_port_min, self.flags.local_port_max),
+            task_launch_timeout=self.flags.task_launch_timeout / 1000,
+        )
+        marathon = Marathon(storage, settings, self.events)
+        await marathon.load()
+        mesos_scheduler = MesosScheduler(marathon)
+        info = framework_info(
+            name=self.flags.framework_name,
+            hostname=self.hostname,
+            webui_url=self.flags.webui_url or f"http://{self.address}",
+            failover_timeout=self.flags.failover_timeout,
+            user=self.mesos_user,
+            role=self.flags.mesos_role,
+            framework_id=marathon.framework_id,
+        )
+        client = SchedulerClient(self.flags.master, info, mesos_scheduler.on_event)
+        mesos_scheduler.attach(client)
+        self._client = client
+        self.marathon = marathon
+        self._running = [
+            asyncio.create_task(self._keep_subscribed(client), name="mesos-subscription"),
+            asyncio.create_task(mesos_scheduler.run_ticks(), name="marathon-ticks"),
+        ]
+        log.info(
+            "leading with %d apps and %d tasks; framework id %s",
+            len(marathon.apps),
+            len(marathon.tasks),
+            marathon.framework_id or "(new)",
+        )
+
+    async def _keep_subscribed(self, client: SchedulerClient) -> None:
+        while True:
+            try:
+                await client.run()
+                return
+            except Exception as error:
+                log.error("the Mesos subscription failed: %s; retrying", error)
+                await asyncio.sleep(2)
+
+    async def _stop_leading(self) -> None:
+        self.marathon = None
+        client, self._client = self._client, None
+        if client is not None:
+            with contextlib.suppress(Exception):
+                await client.stop()
+        for running in self._running:
+            running.cancel()
+        for running in self._running:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await running
+        self._running = []
+
+
+def _log_tasks() -> None:
+    """SIGUSR1: log what every asyncio task is waiting for (to diagnose a stuck scheduler)."""
+    import io
+
+    for task in asyncio.all_tasks():
+        stack = io.StringIO()
+        task.print_stack(file=stack)
+        log.warning("task %s:\n%s", task.get_name(), stack.getvalue())
+
+
+def default_zk(master: str) -> str:
+    """zk://<the master's ZooKeeper servers>/marathon, or zk://localhost:2181/marathon."""
+    with contextlib.suppress(ValueError):
+        if master.startswith(("zk://", "file://")):
+            url = parse_zookeeper_url(master)
+            credentials = f"{url.credentials[0]}:{url.credentials[1]}@" if url.credentials else ""
+            return f"zk://{credentials}{url.hosts}/marathon"
+    return "zk://localhost:2181/marathon"
+
+
+def main(argv: list[str]) -> int:
+    flags = FLAGS.load(argv)
+    logging.basicConfig(
+        level=getattr(logging, str(flags.logging_level).upper(), logging.INFO),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    logging.getLogger("kazoo").setLevel(logging.WARNING)
+    try:
+        asyncio.run(MarathonService(flags).run())
+    except (TimeoutError, ValueError) as error:
+        log.error("%s", error)
+        return 1
+    return 0

@@ -1,0 +1,1309 @@
+"""The leading master's state and every operation on it: frameworks, agents, offers, tasks.
+
+One `Master` exists per term of leadership: it is created when this process is elected, recovers
+what the registry holds, and is discarded (streams closed, timers cancelled) the moment leadership
+is lost. Operations are synchronous between awaits, so no locks are needed; HTTP handlers translate
+requests into these calls and `CallError`s back into status codes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import json
+import logging
+import time
+from collections import Counter, deque
+from dataclasses import dataclass, field
+from types import SimpleNamespace
+
+from mesolite.ids import IdGenerator
+from mesolite.master.agents import Agent, AgentState
+from mesolite.master.allocator import DEFAULT_REFUSE_SECONDS, Allocation, Allocator
+from mesolite.master.frameworks import MAX_COMPLETED_TASKS, Framework, framework_roles
+from mesolite.master.offers import Offer
+from mesolite.master.registry import Registry
+from mesolite.master.streams import EventStream
+from mesolite.master.tasks import Task
+from mesolite.protocol.v1 import event, id_value, is_terminal, now, task_status, value_of
+from mesolite.resources import ResourceError, Resources
+
+log = logging.getLogger(__name__)
+
+MAX_COMPLETED_FRAMEWORKS = 50
+MAX_OFFERS_PER_EVENT = 500
+# Within an on-demand allocation, wait this long for more triggers so that bursts make one cycle.
+ALLOCATION_COALESCE_SECONDS = 0.005
+
+
+class CallError(Exception):
+    """A request the master refuses: `status` is the HTTP status the handler answers with."""
+
+    def __init__(self, message: str, status: int = 400):
+        super().__init__(message)
+        self.message = message
+        self.status = status
+
+
+@dataclass
+class MasterSettings:
+    allocation_interval: float = 1.0
+    agent_ping_timeout: float = 15.0
+    max_agent_ping_timeouts: int = 5
+    agent_reregister_timeout: float = 600.0
+    offer_timeout: float | None = None
+    heartbeat_interval: float = 15.0
+    max_completed_frameworks: int = MAX_COMPLETED_FRAMEWORKS
+    max_completed_tasks_per_framework: int = MAX_COMPLETED_TASKS
+    min_allocatable: list[Resources] | None = None
+    role_weights: dict[str, float] = field(default_factory=dict)
+    flags: dict = field(default_factory=dict)
+
+    @classmethod
+    def from_flags(cls, flags: SimpleNamespace, min_allocatable, role_weights) -> MasterSettings:
+        return cls(
+            allocation_interval=flags.allocation_interval,
+            agent_ping_timeout=flags.agent_ping_timeout,
+            max_agent_ping_timeouts=flags.max_agent_ping_timeouts,
+            agent_reregister_timeout=flags.agent_reregister_timeout,
+            offer_timeout=flags.offer_timeout,
+            heartbeat_interval=flags.framework_heartbeat_interval,
+            max_completed_frameworks=flags.max_completed_frameworks,
+            max_completed_tasks_per_framework=flags.max_completed_tasks_per_framework,
+            min_allocatable=min_allocatable,
+            role_weights=role_weights,
+        )
+
+
+class Master:
+    def __init__(
+        self,
+        master_info: dict,
+        ids: IdGenerator,
+        settings: MasterSettings,
+        registry: Registry | None = None,
+    ):
+        self.master_info = master_info
+        self.ids = ids
+        self.settings = settings
+        self.registry = registry
+        self.allocator = Allocator(settings.min_allocatable, settings.role_weights)
+        self.frameworks: dict[str, Framework] = {}
+        self.completed_frameworks: deque[Framework] = deque(maxlen=settings.max_completed_frameworks)
+        self.removed_framework_ids: set[str] = set()
+        self.agents: dict[str, Agent] = {}
+        self.removed_agent_ids: set[str] = set()
+        self.agents_by_address: dict[tuple[str, int], str] = {}
+        self.offers: dict[str, Offer] = {}
+        self.counters: Counter[str] = Counter()
+        self.elected_time = time.time()
+        self.last_allocation_seconds = 0.0
+        self._wake_allocator = asyncio.Event()
+        self._loops: list[asyncio.Task] = []
+        self._stopped = False
+
+    # ------------------------------------------------------------------ lifecycle
+
+    async def start(self) -> None:
+        if self.registry is not None:
+            agents, frameworks = await self.registry.load()
+            self._recover(agents, frameworks)
+            self.registry.start()
+        for name, loop in (
+            ("allocation", self._allocation_loop),
+            ("agent-pings", self._ping_loop),
+            ("heartbeats", self._heartbeat_loop),
+        ):
+            self._loops.append(asyncio.create_task(loop(), name=f"master-{name}"))
+        log.info(
+            "master %s leads: %d agents and %d frameworks recovered",
+            self.master_info["id"],
+            len(self.agents),
+            len(self.frameworks),
+        )
+
+    async def stop(self, reason: str) -> None:
+        """Stop acting as leader: close every stream and forget everything (the next leader recovers)."""
+        if self._stopped:
+            return
+        self._stopped = True
+        for loop in self._loops:
+            loop.cancel()
+        for framework in list(self.frameworks.values()):
+            framework.cancel_failover_timer()
+            if framework.connected:
+                framework.send(event("ERROR", {"message": f"Master is no longer the leader: {reason}"}))
+                framework.stream.close()
+        for agent in self.agents.values():
+            if agent.stream is not None:
+                agent.stream.close()
+        if self.registry is not None:
+            await self.registry.stop()
+
+    def _recover(self, agents: dict[str, dict], frameworks: dict[str, dict]) -> None:
+        for framework_id, record in frameworks.items():
+            if record.get("removed"):
+                self.removed_framework_ids.add(framework_id)
+                continue
+            info = dict(record.get("framework_info", {}))
+            framework = self._new_framework(framework_id, info, active=False, recovered=True)
+            self.frameworks[framework_id] = framework
+            self.allocator.add_framework(framework_id, framework.roles)
+            self.allocator.set_framework_active(framework_id, False)
+            # A framework that does not come back gets its failover timeout, counted from now, but at
+            # least as long as agents have to re-register (so its tasks can be known before removal).
+            grace = max(framework.failover_timeout, self.settings.agent_reregister_timeout)
+            self._start_failover_timer(framework, grace)
+        for agent_id, record in agents.items():
+            state = record.get("state", "admitted")
+            if state == "removed":
+                self.removed_agent_ids.add(agent_id)
+                continue
+            info = record.get("agent_info", {})
+            try:
+                total = Resources.from_protobuf_json(info.get("resources", []))
+            except ResourceError as error:
+                log.error("registry entry of agent %s has bad resources (%s); skipping it", agent_id, error)
+                continue
+            agent = Agent(agent_id, info, total, state=AgentState.RECOVERED)
+            if state == "unreachable":
+                agent.state = AgentState.UNREACHABLE
+                agent.unreachable_time = record.get("unreachable_time")
+            agent.recovered_tasks = record.get("tasks", [])
+            self.agents[agent_id] = agent
+            self.agents_by_address[(agent.hostname, agent.port)] = agent_id
+
+    # ------------------------------------------------------------------ frameworks: subscribe
+
+    def validate_subscribe(self, call: dict) -> tuple[dict, str | None]:
+        subscribe = call.get("subscribe")
+        if not isinstance(subscribe, dict):
+            raise CallError("Expecting 'subscribe' to be present")
+        info = subscribe.get("framework_info")
+        if not isinstance(info, dict):
+            raise CallError("Expecting 'subscribe.framework_info' to be present")
+        for name in ("user", "name"):
+            if not isinstance(info.get(name), str):
+                raise CallError(f"Missing required field: subscribe.framework_info.{name} (a string)")
+        framework_id = value_of(call, "framework_id")
+        info_id = value_of(info, "id")
+        if (framework_id or info_id) and framework_id != info_id:
+            raise CallError("'framework_id' differs from 'subscribe.framework_info.id'")
+        roles = framework_roles(info)
+        for role in roles:
+            if not isinstance(role, str) or not role or role in (".", "..") or any(ch.isspace() for ch in role):
+                raise CallError(f"Invalid role '{role}' in subscribe.framework_info")
+        if info.get("roles") and "MULTI_ROLE" not in {c.get("type") for c in info.get("capabilities", [])}:
+            raise CallError("'subscribe.framework_info.roles' needs the MULTI_ROLE capability; use 'role' otherwise")
+        timeout = info.get("failover_timeout", 0.0)
+        if not isinstance(timeout, int | float) or timeout < 0:
+            raise CallError("subscribe.framework_info.failover_timeout must be a non-negative number of seconds")
+        return info, framework_id
+
+    def subscribe(self, call: dict, stream: EventStream) -> Framework | None:
+        """Attach a SUBSCRIBE's stream: a new framework, or a known one failing over to this stream."""
+        info, framework_id = self.validate_subscribe(call)
+        suppressed = call["subscribe"].get("suppressed_roles") or []
+        if framework_id in self.removed_framework_ids:
+            stream.send(event("ERROR", {"message": f"Framework {framework_id} has been removed"}))
+            stream.close()
+            return None
+        if framework_id is None:
+            framework_id = self.ids.framework_id()
+        info = dict(info)
+        info["id"] = id_value(framework_id)
+        framework = self.frameworks.get(framework_id)
+        if framework is None:
+            framework = self._new_framework(framework_id, info)
+            self.frameworks[framework_id] = framework
+            self.allocator.add_framework(framework_id, framework.roles, suppressed)
+            self.counters["master/frameworks_registered"] += 1
+            log.info("framework %s (%s) subscribed", framework_id, info.get("name"))
+        else:
+            old_stream = framework.stream
+            framework.stream = None
+            if old_stream is not None and not old_stream.closed:
+                old_stream.send(event("ERROR", {"message": "Framework failed over"}))
+                old_stream.close()
+            framework.cancel_failover_timer()
+            self._remove_offers_of(framework, rescind=False)
+            framework.info = info
+            framework.recovered = False
+            framework.reregistered_time = now()
+            framework.unregistered_time = None
+            self.allocator.add_framework(framework_id, framework.roles, suppressed)
+            self.counters["master/frameworks_reregistered"] += 1
+            log.info("framework %s (%s) re-subscribed (failover)", framework_id, info.get("name"))
+        framework.active = True
+        framework.stream = stream
+        framework.stream_id = stream.name
+        stream.set_close_callback(lambda closed: self._framework_stream_closed(framework_id, closed))
+        stream.send(
+            event(
+                "SUBSCRIBED",
+                {
+                    "framework_id": id_value(framework_id),
+                    "heartbeat_interval_seconds": self.settings.heartbeat_interval,
+                    "master_info": self.master_info,
+                },
+            )
+        )
+        self._persist_framework(framework_id)
+        self.trigger_allocation()
+        return framework
+
+    def _new_framework(self, framework_id: str, info: dict, **fields) -> Framework:
+        completed: deque[Task] = deque(maxlen=self.settings.max_completed_tasks_per_framework)
+        return Framework(framework_id, info, completed_tasks=completed, **fields)
+
+    def _framework_stream_closed(self, framework_id: str, stream: EventStream) -> None:
+        framework = self.frameworks.get(framework_id)
+        if self._stopped or framework is None or framework.stream is not stream:
+            return
+        log.info("framework %s disconnected; failover timeout %.0fs", framework_id, framework.failover_timeout)
+        framework.stream = None
+        framework.active = False
+        framework.unregistered_time = now()
+        self.allocator.set_framework_active(framework_id, False)
+        self._remove_offers_of(framework, rescind=False)
+        self._start_failover_timer(framework, framework.failover_timeout)
+
+    def _start_failover_timer(self, framework: Framework, timeout: float) -> None:
+        framework.cancel_failover_timer()
+        loop = asyncio.get_running_loop()
+        framework.failover_timer = loop.call_later(
+            timeout, self.remove_framework, framework.framework_id, "failover timeout elapsed"
+        )
+
+    # ------------------------------------------------------------------ frameworks: calls
+
+    def framework_for_call(self, call: dict, stream_id: str | None) -> Framework:
+        framework_id = value_of(call, "framework_id")
+        if framework_id is None:
+            raise CallError("Expecting 'framework_id' to be present")
+        framework = self.frameworks.get(framework_id)
+        if framework is None:
+            if framework_id in self.removed_framework_ids:
+                raise CallError(f"Framework {framework_id} has been removed", status=403)
+            raise CallError(f"Framework {framework_id} cannot be found")
+        if not framework.connected:
+            raise CallError(f"Framework {framework_id} is not subscribed", status=403)
+        if stream_id is None:
+            raise CallError("All non-subscribe calls should include the 'Mesos-Stream-Id' header")
+        if stream_id != framework.stream_id:
+            raise CallError(
+                f"The stream ID '{stream_id}' included in this request didn't match the stream ID currently "
+                f"associated with framework ID {framework_id}"
+            )
+        return framework
+
+    def teardown(self, framework: Framework) -> None:
+        self.remove_framework(framework.framework_id, "torn down by the framework")
+
+    def remove_framework(self, framework_id: str, reason: str) -> None:
+        framework = self.frameworks.pop(framework_id, None)
+        if framework is None or self._stopped:
+            return
+        log.info("removing framework %s (%s): %s", framework_id, framework.info.get("name"), reason)
+        framework.cancel_failover_timer()
+        self._remove_offers_of(framework, rescind=False)
+        agents_with_tasks = set()
+        for task in list(framework.tasks.values()):
+            agents_with_tasks.add(task.agent_id)
+            if not task.terminal:
+                self._release(task)
+                task.state = "TASK_KILLED"
+                task.statuses.append({"state": "TASK_KILLED", "timestamp": now()})
+                self.counters["master/tasks_killed"] += 1
+            self._forget_task(framework, task)
+        for agent_id in agents_with_tasks:
+            agent = self.agents.get(agent_id)
+            if agent is not None:
+                agent.send(event("SHUTDOWN_FRAMEWORK", {"framework_id": id_value(framework_id)}))
+        self.allocator.remove_framework(framework_id)
+        framework.active = False
+        framework.unregistered_time = now()
+        if framework.connected:
+            framework.stream.close()
+        framework.stream = None
+        self.completed_frameworks.append(framework)
+        self.removed_framework_ids.add(framework_id)
+        self._persist_framework(framework_id, removed=framework)
+        self.trigger_allocation()
+
+    def accept(self, framework: Framework, accept: dict) -> None:
+        offer_ids = _id_list(accept.get("offer_ids"), "accept.offer_ids")
+        operations = accept.get("operations", [])
+        if not isinstance(operations, list):
+            raise CallError("accept.operations must be a list")
+        for index, operation in enumerate(operations):
+            kind = operation.get("type") if isinstance(operation, dict) else None
+            if kind not in ("LAUNCH", "LAUNCH_GROUP"):
+                raise CallError(
+                    f"accept.operations[{index}].type {kind!r} is not supported (LAUNCH and LAUNCH_GROUP are)"
+                )
+        refuse_seconds = _refuse_seconds(accept.get("filters"), "accept.filters")
+        offers, error = self._claim_offers(framework, offer_ids)
+        offered = _sum(offer.resources for offer in offers)
+        if error is None and not offer_ids:
+            error = "No offers were specified"
+        if error is not None:
+            # Every task of the call is dropped; offers that were valid go back without a filter.
+            for task_info in _tasks_of(operations):
+                state = "TASK_DROPPED" if framework.partition_aware else "TASK_LOST"
+                self._master_update(framework, task_info, state, "REASON_INVALID_OFFERS", error)
+            for offer in offers:
+                self.allocator.recover(framework.framework_id, offer.role, offer.agent_id, offer.resources)
+            self.trigger_allocation()
+            return
+        agent = self.agents[offers[0].agent_id]
+        role = offers[0].role
+        remaining = offered
+        for operation in operations:
+            if operation["type"] == "LAUNCH":
+                launch = operation.get("launch") or {}
+                for task_info in launch.get("task_infos") or []:
+                    remaining = self._launch(framework, agent, role, task_info, remaining)
+            else:
+                remaining = self._launch_group(framework, agent, role, operation.get("launch_group") or {}, remaining)
+        if not remaining.is_empty():
+            self.allocator.recover(
+                framework.framework_id, role, agent.agent_id, remaining, refuse_seconds, time.monotonic()
+            )
+        self.trigger_allocation()
+
+    def decline(self, framework: Framework, decline: dict) -> None:
+        offer_ids = _id_list(decline.get("offer_ids"), "decline.offer_ids")
+        refuse_seconds = _refuse_seconds(decline.get("filters"), "decline.filters")
+        for offer_id in offer_ids:
+            offer = self.offers.get(offer_id)
+            if offer is None or offer.framework_id != framework.framework_id:
+                continue  # Mesos ignores declines of unknown offers too
+            self._drop_offer(offer)
+            self.allocator.recover(
+                framework.framework_id, offer.role, offer.agent_id, offer.resources, refuse_seconds, time.monotonic()
+            )
+        self.trigger_allocation()
+
+    def revive(self, framework: Framework, body: dict | None) -> None:
+        roles = _roles_of(body, framework)
+        self.allocator.revive(framework.framework_id, roles)
+        self.trigger_allocation()
+
+    def suppress(self, framework: Framework, body: dict | None) -> None:
+        self.allocator.suppress(framework.framework_id, _roles_of(body, framework))
+
+    def kill(self, framework: Framework, kill: dict) -> None:
+        task_id = value_of(kill, "task_id")
+        if task_id is None:
+            raise CallError("Expecting 'kill.task_id.value' to be present")
+        task = framework.tasks.get(task_id)
+        if task is None or task.terminal:
+            if task is None and task_id not in framework.unreachable_tasks:
+                status = task_status(
+                    task_id,
+                    "TASK_LOST",
+                    agent_id=value_of(kill, "agent_id"),
+                    source="SOURCE_MASTER",
+                    reason="REASON_RECONCILIATION",
+                    message="Attempted to kill an unknown task",
+                    with_uuid=False,
+                )
+                framework.send(event("UPDATE", {"status": status}))
+            return
+        agent = self.agents.get(task.agent_id)
+        body = {"framework_id": id_value(framework.framework_id), "task_id": id_value(task_id)}
+        if "kill_policy" in kill:
+            body["kill_policy"] = kill["kill_policy"]
+        if agent is not None:
+            agent.send(event("KILL_TASK", body))
+
+    def shutdown_executor(self, framework: Framework, shutdown: dict) -> None:
+        executor_id = value_of(shutdown, "executor_id")
+        agent_id = value_of(shutdown, "agent_id")
+        if executor_id is None or agent_id is None:
+            raise CallError("Expecting 'shutdown.executor_id' and 'shutdown.agent_id' to be present")
+        agent = self.agents.get(agent_id)
+        if agent is None:
+            return
+        for task in framework.tasks.values():
+            if task.agent_id == agent_id and task.executor_id == executor_id and not task.terminal:
+                agent.send(
+                    event(
+                        "KILL_TASK",
+                        {"framework_id": id_value(framework.framework_id), "task_id": id_value(task.task_id)},
+                    )
+                )
+
+    def acknowledge(self, framework: Framework, acknowledge: dict) -> None:
+        task_id = value_of(acknowledge, "task_id")
+        agent_id = value_of(acknowledge, "agent_id")
+        uuid = acknowledge.get("uuid")
+        if task_id is None or agent_id is None or not isinstance(uuid, str):
+            raise CallError("Expecting 'acknowledge.agent_id', 'acknowledge.task_id' and 'acknowledge.uuid'")
+        try:
+            base64.b64decode(uuid, validate=True)
+        except (binascii.Error, ValueError):
+            raise CallError(f"acknowledge.uuid '{uuid}' is not base64") from None
+        agent = self.agents.get(agent_id)
+        if agent is not None:
+            agent.send(
+                event(
+                    "ACKNOWLEDGE",
+                    {"framework_id": id_value(framework.framework_id), "task_id": id_value(task_id), "uuid": uuid},
+                )
+            )
+        task = framework.tasks.get(task_id)
+        if task is not None and task.unacknowledged_uuid == uuid:
+            task.unacknowledged_uuid = None
+            if task.terminal:
+                self._forget_task(framework, task)
+
+    def reconcile(self, framework: Framework, reconcile: dict | None) -> None:
+        requested = (reconcile or {}).get("tasks") or []
+        if not isinstance(requested, list):
+            raise CallError("reconcile.tasks must be a list")
+        updates = []
+        if not requested:
+            for task in framework.tasks.values():
+                updates.append(task.current_status(reason="REASON_RECONCILIATION"))
+        for item in requested:
+            task_id = value_of(item, "task_id")
+            if task_id is None:
+                raise CallError("every reconcile.tasks item needs task_id.value")
+            agent_id = value_of(item, "agent_id")
+            updates.append(self._reconcile_one(framework, task_id, agent_id))
+        for status in updates:
+            framework.send(event("UPDATE", {"status": status}))
+
+    def _reconcile_one(self, framework: Framework, task_id: str, agent_id: str | None) -> dict:
+        task = framework.tasks.get(task_id)
+        if task is not None:
+            return task.current_status(reason="REASON_RECONCILIATION")
+        unreachable = framework.unreachable_tasks.get(task_id)
+        if unreachable is not None:
+            return unreachable.current_status(reason="REASON_RECONCILIATION")
+        for completed in framework.completed_tasks:
+            if completed.task_id == task_id:
+                return completed.current_status(reason="REASON_RECONCILIATION")
+        aware = framework.partition_aware
+        agent = self.agents.get(agent_id) if agent_id else None
+        if agent is not None and agent.state == AgentState.UNREACHABLE:
+            state = "TASK_UNREACHABLE" if aware else "TASK_LOST"
+        elif agent is not None and agent.state == AgentState.RECOVERED:
+            # The agent may still come back with it: say nothing definite (Mesos stays silent here).
+            state = "TASK_UNKNOWN" if aware else "TASK_LOST"
+        elif agent is not None:
+            state = "TASK_GONE" if aware else "TASK_LOST"
+        else:
+            state = "TASK_UNKNOWN" if aware else "TASK_LOST"
+        return task_status(
+            task_id,
+            state,
+            agent_id=agent_id,
+            source="SOURCE_MASTER",
+            reason="REASON_RECONCILIATION",
+            message="Reconciliation: task is unknown to the master",
+            with_uuid=False,
+        )
+
+    def message(self, framework: Framework, message: dict) -> None:
+        for name in ("agent_id", "executor_id"):
+            if value_of(message, name) is None:
+                raise CallError(f"Expecting 'message.{name}' to be present")
+        if not isinstance(message.get("data"), str):
+            raise CallError("Expecting 'message.data' (base64) to be present")
+        # Command executors take no framework messages; Mesos drops what an executor cannot take too.
+        self.counters["master/messages_framework_to_executor"] += 1
+
+    # ------------------------------------------------------------------ launching
+
+    def _claim_offers(self, framework: Framework, offer_ids: list[str]) -> tuple[list[Offer], str | None]:
+        """Take the named offers out of circulation; the first problem found, if any."""
+        offers: list[Offer] = []
+        error = None
+        for offer_id in offer_ids:
+            offer = self.offers.get(offer_id)
+            if offer is None:
+                error = error or f"Offer {offer_id} is no longer valid"
+            elif offer.framework_id != framework.framework_id:
+                error = error or f"Offer {offer_id} is not for framework {framework.framework_id}"
+            elif offer in offers:
+                error = error or f"Offer {offer_id} appears more than once"
+            else:
+                offers.append(offer)
+        for offer in offers:
+            self._drop_offer(offer)
+        if error is None and len({offer.agent_id for offer in offers}) > 1:
+            error = "Aggregated offers must belong to one single agent"
+        if error is None and len({offer.role for offer in offers}) > 1:
+            error = "Aggregated offers must be allocated to the same role"
+        if error is None and offers:
+            agent = self.agents.get(offers[0].agent_id)
+            if agent is None or not agent.active:
+                error = f"Agent {offers[0].agent_id} is not active"
+        return offers, error
+
+    def _validate_task(
+        self, framework: Framework, agent: Agent, task_info: dict, available: Resources
+    ) -> tuple[Resources | None, str | None]:
+        task_id = value_of(task_info, "task_id")
+        if not task_id:
+            return None, "Task has no task_id.value"
+        if "/" in task_id or task_id in (".", "..") or any(ch.isspace() or ord(ch) < 32 for ch in task_id):
+            return None, f"Task ID '{task_id}' contains '/', whitespace or control characters"
+        if not isinstance(task_info.get("name"), str):
+            return None, "Task has no 'name'"
+        if value_of(task_info, "agent_id") != agent.agent_id:
+            return (
+                None,
+                f"Task uses agent_id {value_of(task_info, 'agent_id')!r}, but the offer is for {agent.agent_id}",
+            )
+        existing = framework.tasks.get(task_id)
+        if existing is not None:
+            return None, f"Task has duplicate ID: {task_id}"
+        has_command, has_executor = "command" in task_info, "executor" in task_info
+        if has_command == has_executor:
+            return None, "Task should have at least one (but not both) of CommandInfo or ExecutorInfo present"
+        try:
+            resources = Resources.from_protobuf_json(task_info.get("resources", []))
+            if has_executor:
+                resources = resources + Resources.from_protobuf_json(task_info["executor"].get("resources", []))
+        except ResourceError as error:
+            return None, f"Task has invalid resources: {error}"
+        except AttributeError:
+            return None, "Task's executor must be an ExecutorInfo object"
+        if resources.is_empty():
+            return None, "Task uses no resources"
+        if not available.contains(resources):
+            return None, f"Task uses more resources {resources} than available {available}"
+        return resources, None
+
+    def _launch(
+        self, framework: Framework, agent: Agent, role: str, task_info: dict, available: Resources
+    ) -> Resources:
+        if not isinstance(task_info, dict):
+            return available
+        resources, error = self._validate_task(framework, agent, task_info, available)
+        if error is not None:
+            self._master_update(framework, task_info, "TASK_ERROR", "REASON_TASK_INVALID", error)
+            return available
+        assert resources is not None
+        # A command task runs under an executor of its own whose id is the task id (see the agent contract).
+        executor_id = value_of(task_info.get("executor"), "executor_id") or value_of(task_info, "task_id") or ""
+        self._add_task(framework, agent, role, task_info, resources, executor_id)
+        agent.send(event("RUN_TASK", {"framework": framework.info, "task": task_info}))
+        return available - resources
+
+    def _launch_group(
+        self, framework: Framework, agent: Agent, role: str, group: dict, available: Resources
+    ) -> Resources:
+        executor = group.get("executor")
+        tasks = (group.get("task_group") or {}).get("tasks") or []
+        error = None
+        if not isinstance(executor, dict) or value_of(executor, "executor_id") is None:
+            error = "LAUNCH_GROUP needs launch_group.executor with executor_id"
+        needed = Resources()
+        validated = []
+        if error is None:
+            try:
+                needed = Resources.from_protobuf_json(executor.get("resources", []))
+            except ResourceError as problem:
+                error = f"Executor has invalid resources: {problem}"
+        for task_info in tasks:
+            if error is not None:
+                break
+            if not isinstance(task_info, dict):
+                error = "task_group.tasks must hold TaskInfo objects"
+                break
+            # Tasks of a group run under the group's executor and may omit their command.
+            checked = task_info if "command" in task_info else {**task_info, "command": {}}
+            resources, error = self._validate_task(framework, agent, checked, available - needed)
+            if resources is not None:
+                needed = needed + resources
+                validated.append((task_info, resources))
+        if error is None and not tasks:
+            error = "LAUNCH_GROUP has no tasks"
+        if error is None and not available.contains(needed):
+            error = f"Task group uses more resources {needed} than available {available}"
+        if error is not None:
+            for task_info in tasks:
+                if isinstance(task_info, dict):
+                    self._master_update(framework, task_info, "TASK_ERROR", "REASON_TASK_GROUP_INVALID", error)
+            return available
+        executor_id = value_of(executor, "executor_id") or ""
+        for task_info, resources in validated:
+            self._add_task(framework, agent, role, task_info, resources, executor_id)
+        agent.send(
+            event("RUN_TASK_GROUP", {"framework": framework.info, "executor": executor, "task_group": {"tasks": tasks}})
+        )
+        return available - needed
+
+    def _add_task(
+        self, framework: Framework, agent: Agent, role: str, task_info: dict, resources: Resources, executor_id: str
+    ) -> Task:
+        task = Task(
+            task_id=value_of(task_info, "task_id") or "",
+            framework_id=framework.framework_id,
+            agent_id=agent.agent_id,
+            executor_id=executor_id,
+            role=role,
+            info=task_info,
+            resources=resources,
+        )
+        task.statuses.append({"state": "TASK_STAGING", "timestamp": task.created})
+        framework.tasks[task.task_id] = task
+        agent.add_task(framework.framework_id, task.task_id)
+        agent.used = agent.used + resources
+        self.counters["master/tasks_launched"] += 1
+        self._persist_agent(agent.agent_id)
+        return task
+
+    def _master_update(self, framework: Framework, task_info: dict, state: str, reason: str, message: str) -> None:
+        """A status the master itself generates for a task it never launched (no uuid: nothing to acknowledge)."""
+        task_id = value_of(task_info, "task_id") if isinstance(task_info, dict) else None
+        status = task_status(
+            task_id or "",
+            state,
+            agent_id=value_of(task_info, "agent_id") if isinstance(task_info, dict) else None,
+            source="SOURCE_MASTER",
+            reason=reason,
+            message=message,
+            with_uuid=False,
+        )
+        self.counters[f"master/tasks_{state[5:].lower()}"] += 1
+        log.info("task %s of framework %s: %s (%s)", task_id, framework.framework_id, state, message)
+        framework.send(event("UPDATE", {"status": status}))
+
+    # ------------------------------------------------------------------ tasks
+
+    def _release(self, task: Task) -> None:
+        """Give a task's resources back to the allocator (it ended, or its framework went away)."""
+        agent = self.agents.get(task.agent_id)
+        if agent is not None:
+            agent.used = agent.used - task.resources
+        self.allocator.recover(task.framework_id, task.role, task.agent_id, task.resources)
+        self.trigger_allocation()
+
+    def _forget_task(self, framework: Framework, task: Task) -> None:
+        framework.tasks.pop(task.task_id, None)
+        framework.completed_tasks.append(task)
+        agent = self.agents.get(task.agent_id)
+        if agent is not None:
+            agent.remove_task(framework.framework_id, task.task_id)
+            self._persist_agent(agent.agent_id)
+
+    def _transition(self, framework: Framework | None, task: Task, status: dict) -> None:
+        was_terminal = task.terminal
+        if task.apply(status) and task.terminal and not was_terminal:
+            self.counters[f"master/tasks_{task.state[5:].lower()}"] += 1
+            self._release(task)
+            self._persist_agent(task.agent_id)
+
+    # ------------------------------------------------------------------ agents
+
+    def admit_agent(self, body: dict, stream: EventStream) -> Agent:
+        """REGISTER or REREGISTER over `stream` (not started yet: REGISTERED is queued first, then whatever
+        the admission has to tell the agent). CallError refuses (403: removed, or changed resources)."""
+        kind = body.get("type")
+        if kind not in ("REGISTER", "REREGISTER"):
+            raise CallError("'type' must be REGISTER or REREGISTER")
+        info = body.get("agent_info")
+        if not isinstance(info, dict) or not isinstance(info.get("hostname"), str) or not info["hostname"]:
+            raise CallError("Expecting 'agent_info' with a 'hostname'")
+        try:
+            total = Resources.from_protobuf_json(info.get("resources", []))
+        except ResourceError as error:
+            raise CallError(f"agent_info.{error}") from None
+        port = info.get("port", 5051)
+        if not isinstance(port, int):
+            raise CallError("agent_info.port must be an integer")
+        agent_id = value_of(info, "id")
+        if kind == "REREGISTER" and agent_id is None:
+            raise CallError("REREGISTER needs agent_info.id")
+        if kind == "REGISTER" or agent_id is None:
+            return self._register(self.ids.agent_id(), info, total, body, stream)
+        if agent_id in self.removed_agent_ids:
+            raise CallError(f"Agent {agent_id} was removed from the cluster; register as a new agent", status=403)
+        agent = self.agents.get(agent_id)
+        if agent is not None and (agent.total != total or _attributes_key(agent.info) != _attributes_key(info)):
+            raise CallError(
+                f"Agent {agent_id} re-registered with different resources or attributes "
+                f"(was {agent.total}, now {total}); register as a new agent",
+                status=403,
+            )
+        return self._reregister(agent_id, info, total, body, stream)
+
+    def _register(self, agent_id: str, info: dict, total: Resources, body: dict, stream: EventStream) -> Agent:
+        address = (info["hostname"], int(info.get("port", 5051)))
+        previous = self.agents_by_address.get(address)
+        if previous is not None and previous in self.agents:
+            self.remove_agent(previous, "a new agent registered at the same address", removed=True)
+        info = {**info, "id": id_value(agent_id)}
+        agent = Agent(agent_id, info, total, version=str(body.get("version", "")), boot_id=str(body.get("boot_id", "")))
+        agent.capabilities = body.get("capabilities", [])
+        self.agents[agent_id] = agent
+        self.agents_by_address[address] = agent_id
+        self.attach_agent_stream(agent, stream)
+        self.allocator.add_agent(agent_id, total)
+        self.counters["master/slave_registrations"] += 1
+        self._persist_agent(agent_id, urgent=True)
+        log.info("agent %s at %s:%d registered with %s", agent_id, address[0], address[1], total)
+        self.trigger_allocation()
+        return agent
+
+    def _reregister(self, agent_id: str, info: dict, total: Resources, body: dict, stream: EventStream) -> Agent:
+        agent = self.agents.get(agent_id)
+        info = {**info, "id": id_value(agent_id)}
+        if agent is None:
+            # Unknown to us (the registry was lost, or it registered with a master that never wrote it): admit.
+            agent = Agent(agent_id, info, total)
+            self.agents[agent_id] = agent
+            self.allocator.add_agent(agent_id, total)
+        else:
+            if agent.stream is not None and not agent.stream.closed:
+                agent.stream.close()  # the agent reconnected before we noticed the old stream end
+            agent.stream = None
+            was_unreachable = agent.state == AgentState.UNREACHABLE
+            if agent_id not in self.allocator.agents:
+                self.allocator.add_agent(agent_id, total)
+                for framework_id, task_ids in agent.task_ids.items():
+                    for task_id in task_ids:
+                        task = self._find_task(framework_id, task_id)
+                        if task is not None and not task.terminal:
+                            self.allocator.track(framework_id, task.role, agent_id, task.resources)
+            if was_unreachable:
+                agent.unreachable_time = None
+        agent.info = info
+        agent.version = str(body.get("version", agent.version))
+        agent.boot_id = str(body.get("boot_id", agent.boot_id))
+        agent.capabilities = body.get("capabilities", agent.capabilities)
+        agent.state = AgentState.ACTIVE
+        agent.reregistered_time = now()
+        agent.last_seen = now()
+        self.agents_by_address[(agent.hostname, agent.port)] = agent_id
+        self.allocator.set_agent_active(agent_id, True)
+        self.attach_agent_stream(agent, stream)
+        self._reconcile_agent_tasks(agent, body)
+        self.counters["master/slave_reregistrations"] += 1
+        self._persist_agent(agent_id, urgent=True)
+        log.info("agent %s at %s:%d re-registered", agent_id, agent.hostname, agent.port)
+        self.trigger_allocation()
+        return agent
+
+    def _reconcile_agent_tasks(self, agent: Agent, body: dict) -> None:
+        """Merge what a re-registering agent runs with what we know of it."""
+        frameworks_info = {
+            value_of(info, "id"): info for info in body.get("frameworks", []) or [] if isinstance(info, dict)
+        }
+        reported: set[tuple[str, str]] = set()
+        for reported_task in body.get("tasks", []) or []:
+            if not isinstance(reported_task, dict):
+                continue
+            framework_id = value_of(reported_task, "framework_id")
+            task_id = value_of(reported_task, "task_id")
+            if not framework_id or not task_id:
+                continue
+            reported.add((framework_id, task_id))
+            if framework_id in self.removed_framework_ids:
+                agent.send(event("SHUTDOWN_FRAMEWORK", {"framework_id": id_value(framework_id)}))
+                continue
+            framework = self.frameworks.get(framework_id)
+            if framework is None:
+                info = dict(frameworks_info.get(framework_id) or {"name": "", "user": ""})
+                info["id"] = id_value(framework_id)
+                framework = self._new_framework(framework_id, info, active=False, recovered=True)
+                self.frameworks[framework_id] = framework
+                self.allocator.add_framework(framework_id, framework.roles)
+                self.allocator.set_framework_active(framework_id, False)
+                self._start_failover_timer(
+                    framework, max(framework.failover_timeout, self.settings.agent_reregister_timeout)
+                )
+                self._persist_framework(framework_id)
+            known = framework.tasks.get(task_id)
+            if known is not None:
+                if not known.terminal and reported_task.get("state") and reported_task["state"] != known.state:
+                    known.state = reported_task["state"] if not is_terminal(known.state) else known.state
+                continue
+            lost = framework.unreachable_tasks.pop(task_id, None)
+            if lost is not None and not framework.partition_aware:
+                # Reported LOST to a framework that cannot take it back: the task must go.
+                agent.send(event("KILL_TASK", {"framework_id": id_value(framework_id), "task_id": id_value(task_id)}))
+                continue
+            role = (lost.role if lost else None) or reported_task.get("role") or framework.roles[0]
+            try:
+                task = Task.from_protobuf_json(reported_task, role)
+            except ResourceError as error:
+                log.warning("agent %s reported task %s with bad resources: %s", agent.agent_id, task_id, error)
+                continue
+            task.agent_id = agent.agent_id
+            framework.tasks[task_id] = task
+            agent.add_task(framework_id, task_id)
+            if not task.terminal:
+                agent.used = agent.used + task.resources
+                self.allocator.track(framework_id, role, agent.agent_id, task.resources)
+        # Tasks we launched there that the agent does not know: they never arrived.
+        for framework_id, task_ids in list(agent.task_ids.items()):
+            framework = self.frameworks.get(framework_id)
+            for task_id in list(task_ids):
+                if (framework_id, task_id) in reported or framework is None:
+                    continue
+                task = framework.tasks.get(task_id)
+                if task is None or task.terminal:
+                    continue
+                aware = framework.partition_aware
+                state = ("TASK_DROPPED" if task.state == "TASK_STAGING" else "TASK_GONE") if aware else "TASK_LOST"
+                status = task_status(
+                    task_id,
+                    state,
+                    agent_id=agent.agent_id,
+                    source="SOURCE_MASTER",
+                    reason="REASON_AGENT_RESTARTED" if task.state != "TASK_STAGING" else "REASON_AGENT_DISCONNECTED",
+                    message="Task was not found on the agent when it re-registered",
+                    with_uuid=False,
+                )
+                self._transition(framework, task, status)
+                framework.send(event("UPDATE", {"status": status}))
+                self._forget_task(framework, task)
+
+    def attach_agent_stream(self, agent: Agent, stream: EventStream) -> None:
+        agent.stream = stream
+        stream.set_close_callback(lambda closed: self._agent_stream_closed(agent.agent_id, closed))
+        stream.send(
+            event(
+                "REGISTERED",
+                {
+                    "agent_id": id_value(agent.agent_id),
+                    "master_info": self.master_info,
+                    "ping_interval_seconds": self.settings.agent_ping_timeout,
+                },
+            )
+        )
+
+    def _agent_stream_closed(self, agent_id: str, stream: EventStream) -> None:
+        agent = self.agents.get(agent_id)
+        if self._stopped or agent is None or agent.stream is not stream:
+            return
+        agent.stream = None
+        if agent.state == AgentState.ACTIVE:
+            log.info("agent %s disconnected; its tasks keep running until the ping timeout", agent_id)
+            agent.state = AgentState.DISCONNECTED
+            self.allocator.set_agent_active(agent_id, False)
+            self._rescind_offers_on(agent)
+
+    def agent_call(self, agent_id: str | None, call: dict) -> None:
+        if agent_id is None:
+            raise CallError("Expecting the 'Mesos-Agent-Id' header")
+        agent = self.agents.get(agent_id)
+        if agent is None or agent.state in (AgentState.UNREACHABLE, AgentState.RECOVERED):
+            raise CallError(f"Agent {agent_id} is not registered with this master; (re-)register first", status=403)
+        agent.last_seen = now()
+        kind = call.get("type")
+        if kind == "PONG":
+            return
+        if kind == "STATUS_UPDATE":
+            self.status_update(agent, call.get("status_update"))
+        elif kind == "STATUS_UPDATES":
+            updates = call.get("status_updates")
+            if not isinstance(updates, list):
+                raise CallError("STATUS_UPDATES needs 'status_updates', a list")
+            for update in updates:
+                self.status_update(agent, update)
+        elif kind == "UNREGISTER":
+            self.remove_agent(agent_id, "the agent unregistered (clean shutdown)", removed=True)
+        else:
+            raise CallError(f"Unknown agent call type {kind!r} (STATUS_UPDATE, STATUS_UPDATES, PONG, UNREGISTER)")
+
+    def status_update(self, agent: Agent, update: object) -> None:
+        if not isinstance(update, dict) or not isinstance(update.get("status"), dict):
+            raise CallError("a status update needs 'status', a TaskStatus object")
+        framework_id = value_of(update, "framework_id")
+        status = update["status"]
+        task_id = value_of(status, "task_id")
+        if framework_id is None or task_id is None or status.get("state") not in _KNOWN_STATES:
+            raise CallError("a status update needs framework_id, status.task_id and a known status.state")
+        status.setdefault("agent_id", id_value(agent.agent_id))
+        self.counters["master/messages_status_update"] += 1
+        framework = self.frameworks.get(framework_id)
+        if framework is None:
+            # Its framework is gone: acknowledge on its behalf so that the agent stops retrying.
+            if framework_id in self.removed_framework_ids and status.get("uuid"):
+                agent.send(
+                    event(
+                        "ACKNOWLEDGE",
+                        {"framework_id": id_value(framework_id), "task_id": id_value(task_id), "uuid": status["uuid"]},
+                    )
+                )
+            return
+        task = framework.tasks.get(task_id)
+        if task is not None:
+            self._transition(framework, task, status)
+        self.counters["master/valid_status_updates"] += 1
+        framework.send(event("UPDATE", {"status": status}))
+
+    def remove_agent(self, agent_id: str, reason: str, removed: bool = False) -> None:
+        """Mark an agent unreachable (missed pings) or, with `removed`, gone for good; report its tasks."""
+        agent = self.agents.get(agent_id)
+        if agent is None:
+            return
+        log.warning("agent %s %s: %s", agent_id, "removed" if removed else "unreachable", reason)
+        self._rescind_offers_on(agent)
+        when = now()
+        for framework_id, task_ids in list(agent.task_ids.items()):
+            framework = self.frameworks.get(framework_id)
+            if framework is None:
+                continue
+            for task_id in list(task_ids):
+                task = framework.tasks.get(task_id)
+                if task is None:
+                    continue
+                if task.terminal:
+                    self._forget_task(framework, task)
+                    continue
+                aware = framework.partition_aware
+                if removed:
+                    state = "TASK_GONE" if aware else "TASK_LOST"
+                else:
+                    state = "TASK_UNREACHABLE" if aware else "TASK_LOST"
+                status = task_status(
+                    task_id,
+                    state,
+                    agent_id=agent_id,
+                    source="SOURCE_MASTER",
+                    reason="REASON_AGENT_REMOVED",
+                    message=f"Agent {agent.hostname} {reason}",
+                    with_uuid=False,
+                )
+                agent.used = agent.used - task.resources
+                self.allocator.recover(framework_id, task.role, agent_id, task.resources)
+                task.apply(status)
+                self.counters[f"master/tasks_{state[5:].lower()}"] += 1
+                framework.send(event("UPDATE", {"status": status}))
+                framework.tasks.pop(task_id, None)
+                if state == "TASK_UNREACHABLE" or not removed:
+                    task.unreachable_time = when
+                    framework.unreachable_tasks[task_id] = task
+                else:
+                    framework.completed_tasks.append(task)
+        self.allocator.remove_agent(agent_id)
+        if agent.stream is not None:
+            agent.send(event("SHUTDOWN", {"message": reason}))
+            agent.stream.close()
+            agent.stream = None
+        if removed:
+            del self.agents[agent_id]
+            self.agents_by_address.pop((agent.hostname, agent.port), None)
+            self.removed_agent_ids.add(agent_id)
+            self.counters["master/slave_removals"] += 1
+        else:
+            agent.task_ids.clear()
+            agent.state = AgentState.UNREACHABLE
+            agent.unreachable_time = when
+            self.counters["master/slave_unreachable_completed"] += 1
+        self._persist_agent(agent_id, urgent=True, removed=removed)
+        self.trigger_allocation()
+
+    def _find_task(self, framework_id: str, task_id: str) -> Task | None:
+        framework = self.frameworks.get(framework_id)
+        return framework.tasks.get(task_id) if framework is not None else None
+
+    # ------------------------------------------------------------------ offers
+
+    def trigger_allocation(self) -> None:
+        self._wake_allocator.set()
+
+    def run_allocation(self) -> int:
+        """One allocation cycle; returns how many offers went out."""
+        started = time.perf_counter()
+        allocations = self.allocator.allocate(time.monotonic())
+        self._send_offers(allocations)
+        self.last_allocation_seconds = time.perf_counter() - started
+        self.counters["allocator/mesos/allocation_runs"] += 1
+        return len(allocations)
+
+    def _send_offers(self, allocations: list[Allocation]) -> None:
+        by_framework: dict[str, list[dict]] = {}
+        for allocation in allocations:
+            framework = self.frameworks.get(allocation.framework_id)
+            agent = self.agents.get(allocation.agent_id)
+            if framework is None or agent is None or not framework.connected:
+                self.allocator.recover(
+                    allocation.framework_id, allocation.role, allocation.agent_id, allocation.resources
+                )
+                continue
+            offer = Offer(
+                self.ids.offer_id(), allocation.framework_id, allocation.agent_id, allocation.role, allocation.resources
+            )
+            self.offers[offer.offer_id] = offer
+            framework.offer_ids.add(offer.offer_id)
+            agent.offer_ids.add(offer.offer_id)
+            agent.offered = agent.offered + offer.resources
+            by_framework.setdefault(framework.framework_id, []).append(offer.to_protobuf_json(agent, []))
+        for framework_id, offers in by_framework.items():
+            framework = self.frameworks[framework_id]
+            for start in range(0, len(offers), MAX_OFFERS_PER_EVENT):
+                framework.send(event("OFFERS", {"offers": offers[start : start + MAX_OFFERS_PER_EVENT]}))
+            self.counters["master/offers_sent"] += len(offers)
+
+    def _drop_offer(self, offer: Offer) -> None:
+        """Take an offer out of the books (its resources stay allocated until recovered or used)."""
+        self.offers.pop(offer.offer_id, None)
+        framework = self.frameworks.get(offer.framework_id)
+        if framework is not None:
+            framework.offer_ids.discard(offer.offer_id)
+        agent = self.agents.get(offer.agent_id)
+        if agent is not None:
+            agent.offer_ids.discard(offer.offer_id)
+            agent.offered = agent.offered - offer.resources
+
+    def rescind(self, offer: Offer, notify: bool = True) -> None:
+        self._drop_offer(offer)
+        self.allocator.recover(offer.framework_id, offer.role, offer.agent_id, offer.resources)
+        if notify:
+            framework = self.frameworks.get(offer.framework_id)
+            if framework is not None:
+                framework.send(event("RESCIND", {"offer_id": id_value(offer.offer_id)}))
+        self.counters["master/offers_rescinded"] += 1
+
+    def _rescind_offers_on(self, agent: Agent) -> None:
+        for offer_id in list(agent.offer_ids):
+            offer = self.offers.get(offer_id)
+            if offer is not None:
+                self.rescind(offer)
+
+    def _remove_offers_of(self, framework: Framework, rescind: bool) -> None:
+        for offer_id in list(framework.offer_ids):
+            offer = self.offers.get(offer_id)
+            if offer is not None:
+                self.rescind(offer, notify=rescind)
+
+    def _expire_offers(self) -> None:
+        timeout = self.settings.offer_timeout
+        if not timeout:
+            return
+        deadline = now() - timeout
+        for offer in [offer for offer in self.offers.values() if offer.created < deadline]:
+            self.rescind(offer)
+
+    # ------------------------------------------------------------------ loops
+
+    async def _allocation_loop(self) -> None:
+        interval = self.settings.allocation_interval
+        while True:
+            try:
+                await asyncio.wait_for(self._wake_allocator.wait(), interval)
+                await asyncio.sleep(ALLOCATION_COALESCE_SECONDS)
+            except TimeoutError:
+                pass
+            self._wake_allocator.clear()
+            try:
+                if self.allocator.has_pending_work(time.monotonic()):
+                    self.run_allocation()
+                self._expire_offers()
+            except Exception:
+                log.exception("allocation cycle failed")
+                await asyncio.sleep(interval)
+
+    async def _ping_loop(self) -> None:
+        interval = self.settings.agent_ping_timeout
+        ping = event("PING", {})
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                self._check_agents(ping)
+            except Exception:
+                log.exception("agent liveness check failed")
+
+    def _check_agents(self, ping: dict) -> None:
+        current = now()
+        silence_limit = self.settings.agent_ping_timeout * self.settings.max_agent_ping_timeouts
+        reregister_deadline = self.elected_time + self.settings.agent_reregister_timeout
+        for agent in list(self.agents.values()):
+            if agent.state == AgentState.ACTIVE:
+                agent.send(ping)
+            if agent.state in (AgentState.ACTIVE, AgentState.DISCONNECTED):
+                if current - agent.last_seen > silence_limit:
+                    self.remove_agent(agent.agent_id, f"did not answer pings for {silence_limit:.0f}s")
+            elif agent.state == AgentState.RECOVERED and current > reregister_deadline:
+                self._recovered_agent_expired(agent)
+
+    def _recovered_agent_expired(self, agent: Agent) -> None:
+        """An agent from the registry that did not re-register in time: its tasks are unreachable."""
+        when = now()
+        for record in agent.recovered_tasks:
+            framework = self.frameworks.get(record.get("framework_id", ""))
+            if framework is None or is_terminal(record.get("state", "")):
+                continue
+            aware = framework.partition_aware
+            state = "TASK_UNREACHABLE" if aware else "TASK_LOST"
+            status = task_status(
+                record.get("task_id", ""),
+                state,
+                agent_id=agent.agent_id,
+                source="SOURCE_MASTER",
+                reason="REASON_AGENT_REMOVED",
+                message=f"Agent {agent.hostname} did not re-register after a master failover",
+                with_uuid=False,
+            )
+            task = Task(
+                task_id=record.get("task_id", ""),
+                framework_id=framework.framework_id,
+                agent_id=agent.agent_id,
+                executor_id=record.get("executor_id", ""),
+                role=record.get("role", framework.roles[0]),
+                info={"name": record.get("name", "")},
+                resources=Resources(),
+                state=state,
+                unreachable_time=when,
+            )
+            task.apply(status)
+            framework.unreachable_tasks[task.task_id] = task
+            framework.send(event("UPDATE", {"status": status}))
+            self.counters[f"master/tasks_{state[5:].lower()}"] += 1
+        agent.recovered_tasks = []
+        agent.state = AgentState.UNREACHABLE
+        agent.unreachable_time = when
+        log.warning(
+            "agent %s did not re-register within %.0fs: unreachable",
+            agent.agent_id,
+            self.settings.agent_reregister_timeout,
+        )
+        self._persist_agent(agent.agent_id, urgent=True)
+
+    async def _heartbeat_loop(self) -> None:
+        heartbeat = event("HEARTBEAT")
+        while True:
+            await asyncio.sleep(self.settings.heartbeat_interval)
+            for framework in self.frameworks.values():
+                framework.send(heartbeat)
+
+    # ------------------------------------------------------------------ registry
+
+    def _persist_agent(self, agent_id: str, urgent: bool = False, removed: bool = False) -> None:
+        if self.registry is not None:
+            self.registry.agent_changed(agent_id, urgent)
+
+    def _persist_framework(self, framework_id: str, removed: Framework | None = None) -> None:
+        if self.registry is not None:
+            self.registry.framework_changed(framework_id)
+
+    def agent_record(self, agent_id: str) -> dict | None:
+        """What the registry stores for an agent (see registry.py)."""
+        if agent_id in self.removed_agent_ids:
+            return {"state": "removed", "agent_info": {"id": id_value(agent_id)}}
+        agent = self.agents.get(agent_id)
+        if agent is None:
+            return None
+        tasks = []
+        for framework_id, task_ids in agent.task_ids.items():
+            for task_id in task_ids:
+                task = self._find_task(framework_id, task_id)
+                if task is not None:
+                    tasks.append(
+                        {
+                            "task_id": task_id,
+                            "framework_id": framework_id,
+                            "executor_id": task.executor_id,
+                            "state": task.state,
+                            "name": task.name,
+                            "role": task.role,
+                        }
+                    )
+        if agent.state == AgentState.RECOVERED:
+            tasks = agent.recovered_tasks
+        record = {"agent_info": agent.agent_info_json(), "state": "admitted", "tasks": tasks}
+        if agent.state == AgentState.UNREACHABLE:
+            record["state"] = "unreachable"
+            record["unreachable_time"] = agent.unreachable_time
+        return record
+
+    def framework_record(self, framework_id: str) -> dict | None:
+        framework = self.frameworks.get(framework_id)
+        if framework is not None:
+            return {"framework_info": framework.info, "removed": False}
+        if framework_id in self.removed_framework_ids:
+            return {"framework_info": {"id": id_value(framework_id)}, "removed": True}
+        return None
+
+
+_KNOWN_STATES = frozenset(
+    {
+        "TASK_STAGING",
+        "TASK_STARTING",
+        "TASK_RUNNING",
+        "TASK_KILLING",
+        "TASK_FINISHED",
+        "TASK_FAILED",
+        "TASK_KILLED",
+        "TASK_ERROR",
+        "TASK_LOST",
+        "TASK_DROPPED",
+        "TASK_UNREACHABLE",
+        "TASK_GONE",
+        "TASK_GONE_BY_OPERATOR",
+        "TASK_UNKNOWN",
+    }
+)
+
+
+def _id_list(items: object, where: str) -> list[str]:
+    if items is None:
+        return []
+    if not isinstance(items, list):
+        raise CallError(f'{where} must be a list of {{"value": ...}} objects')
+    values = []
+    for index, item in enumerate(items):
+        value = value_of(item)
+        if value is None:
+            raise CallError(f"{where}[{index}] must be an object with a string 'value'")
+        values.append(value)
+    return values
+
+
+def _refuse_seconds(filters: object, where: str) -> float:
+    if filters is None:
+        return DEFAULT_REFUSE_SECONDS
+    if not isinstance(filters, dict):
+        raise CallError(f"{where} must be an object")
+    value = filters.get("refuse_seconds", DEFAULT_REFUSE_SECONDS)
+    if not isinstance(value, int | float) or isinstance(value, bool):
+        raise CallError(f"{where}.refuse_seconds must be a number")
+    return float(value)
+
+
+def _roles_of(body: dict | None, framework: Framework) -> list[str] | None:
+    if not body:
+        return None
+    roles = body.get("roles")
+    if roles is None and isinstance(body.get("role"), str):
+        roles = [body["role"]]
+    if roles is None:
+        return None
+    if not isinstance(roles, list) or not all(isinstance(role, str) for role in roles):
+        raise CallError("'roles' must be a list of strings")
+    unknown = [role for role in roles if role not in framework.roles]
+    if unknown:
+        raise CallError(f"Framework is not subscribed to role(s) {', '.join(unknown)}")
+    return roles
+
+
+def _tasks_of(operations: list) -> list[dict]:
+    tasks = []
+    for operation in operations:
+        if operation.get("type") == "LAUNCH":
+            tasks += (operation.get("launch") or {}).get("task_infos") or []
+        elif operation.get("type") == "LAUNCH_GROUP":
+            tasks += ((operation.get("launch_group") or {}).get("task_group") or {}).get("tasks") or []
+    return [task for task in tasks if isinstance(task, dict)]
+
+
+def _sum(items) -> Resources:
+    total = Resources()
+    for item in items:
+        total = total + item
+    return total
+
+
+def _attributes_key(info: dict) -> str:
+    return json.dumps(sorted(info.get("attributes", []) or [], key=lambda a: str(a.get("name"))), sort_keys=True)

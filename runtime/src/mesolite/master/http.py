@@ -1,0 +1,346 @@
+"""The master's HTTP routes: they translate between the wire and `Master` calls, nothing more.
+
+Requests that need the leader are answered by a non-leading master with `307` and
+`Location: //<leader host>:<port><path>` (Mesos's form), or `503` when no leader is known (or this
+master is still recovering).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING
+
+from aiohttp import web
+
+from mesolite.master import metrics, state
+from mesolite.master.core import CallError, Master
+from mesolite.master.streams import EventStream
+
+if TYPE_CHECKING:
+    from mesolite.master.service import MasterProcess
+
+log = logging.getLogger(__name__)
+
+PROCESS_KEY = web.AppKey("mesolite_master_process", object)
+
+SCHEDULER_CALLS = frozenset(
+    {
+        "SUBSCRIBE",
+        "TEARDOWN",
+        "ACCEPT",
+        "DECLINE",
+        "ACCEPT_INVERSE_OFFERS",
+        "DECLINE_INVERSE_OFFERS",
+        "REVIVE",
+        "KILL",
+        "SHUTDOWN",
+        "ACKNOWLEDGE",
+        "ACKNOWLEDGE_OPERATION_STATUS",
+        "RECONCILE",
+        "RECONCILE_OPERATIONS",
+        "MESSAGE",
+        "REQUEST",
+        "SUPPRESS",
+        "UPDATE_FRAMEWORK",
+    }
+)
+# Calls that Mesos accepts and that have no effect here (no inverse offers, no operations feedback).
+NO_OP_CALLS = frozenset({"ACCEPT_INVERSE_OFFERS", "DECLINE_INVERSE_OFFERS", "REQUEST", "RECONCILE_OPERATIONS"})
+UNSUPPORTED_CALLS = frozenset({"ACKNOWLEDGE_OPERATION_STATUS", "UPDATE_FRAMEWORK"})
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def process_of(request: web.Request) -> MasterProcess:
+    return request.app[PROCESS_KEY]  # type: ignore[return-value]
+
+
+def text_error(status: int, message: str) -> web.Response:
+    return web.Response(status=status, text=message + "\n", content_type="text/plain")
+
+
+def leader_only(handler: Callable[[web.Request, Master], Awaitable[web.StreamResponse]]) -> Handler:
+    """Run `handler` with the leading `Master`, or redirect to the leader / answer 503."""
+
+    async def wrapped(request: web.Request) -> web.StreamResponse:
+        process = process_of(request)
+        master = process.master
+        if master is None:
+            return redirect_to_leader(process, request.path_qs)
+        return await handler(request, master)
+
+    return wrapped
+
+
+def redirect_to_leader(process: MasterProcess, path: str) -> web.StreamResponse:
+    leader = process.leader_info
+    if leader is None or leader.get("id") == process.info["id"]:
+        reason = "this master is recovering its state" if leader else "no leading master is known"
+        return text_error(503, f"Service Unavailable: {reason}")
+    address = leader.get("address") or {}
+    host = address.get("hostname") or leader.get("hostname") or address.get("ip")
+    port = address.get("port") or leader.get("port")
+    raise web.HTTPTemporaryRedirect(f"//{host}:{port}{path}")
+
+
+# ------------------------------------------------------------------------------- operator endpoints
+
+
+async def health(_request: web.Request) -> web.Response:
+    return web.Response(status=200)
+
+
+async def version(_request: web.Request) -> web.Response:
+    return web.json_response(state.build_info())
+
+
+async def redirect(request: web.Request) -> web.StreamResponse:
+    process = process_of(request)
+    rest = request.match_info.get("rest", "")
+    path = "/" + rest if rest else ""
+    leader = process.leader_info if process.master is None else process.info
+    if leader is None:
+        return text_error(503, "Service Unavailable: no leading master is known")
+    address = leader.get("address") or {}
+    host = address.get("hostname") or leader.get("hostname")
+    raise web.HTTPTemporaryRedirect(f"//{host}:{address.get('port') or leader.get('port')}{path}")
+
+
+@leader_only
+async def master_state(request: web.Request, master: Master) -> web.Response:
+    process = process_of(request)
+    return json_response(state.master_state(master, process.info, process.flags, process.start_time), request)
+
+
+@leader_only
+async def state_summary(request: web.Request, master: Master) -> web.Response:
+    process = process_of(request)
+    return json_response(state.state_summary(master, process.info, process.flags), request)
+
+
+@leader_only
+async def frameworks(request: web.Request, master: Master) -> web.Response:
+    return json_response(state.frameworks_json(master, request.query.get("framework_id")), request)
+
+
+@leader_only
+async def slaves(request: web.Request, master: Master) -> web.Response:
+    return json_response(state.slaves_json(master), request)
+
+
+@leader_only
+async def tasks(request: web.Request, master: Master) -> web.Response:
+    query = request.query
+    try:
+        limit = int(query.get("limit", 100))
+        offset = int(query.get("offset", 0))
+    except ValueError:
+        return text_error(400, "'limit' and 'offset' must be integers")
+    order = query.get("order", "des")
+    if order not in ("asc", "des"):
+        return text_error(400, "'order' must be 'asc' or 'des'")
+    return json_response(
+        state.tasks_json(master, limit, offset, order, query.get("framework_id"), query.get("task_id")), request
+    )
+
+
+async def metrics_snapshot(request: web.Request) -> web.Response:
+    process = process_of(request)
+    return web.json_response(metrics.snapshot(process.master, process.start_time))
+
+
+def json_response(body: dict, request: web.Request) -> web.Response:
+    """JSON, or JSONP when `jsonp=<callback>` is given (Mesos supports it for its old web UI)."""
+    callback = request.query.get("jsonp")
+    text = json.dumps(body, separators=(",", ":"))
+    if callback and callback.replace("_", "").replace(".", "").isalnum():
+        return web.Response(text=f"{callback}({text});", content_type="text/javascript")
+    return web.Response(text=text, content_type="application/json")
+
+
+# ------------------------------------------------------------------------------- v1 scheduler API
+
+
+async def read_json_call(request: web.Request) -> dict:
+    content_type = request.headers.get("Content-Type", "")
+    mime = content_type.split(";")[0].strip().lower()
+    if not mime:
+        raise CallError("Expecting 'Content-Type' to be present")
+    if mime == "application/x-protobuf":
+        raise CallError(
+            "Protobuf requests are not supported by this master: send JSON (Content-Type: application/json)", 415
+        )
+    if mime != "application/json":
+        raise CallError(f"Expecting 'Content-Type' of application/json, got '{content_type}'", 415)
+    accept = request.headers.get("Accept", "")
+    if accept and not any(kind in accept for kind in ("application/json", "application/recordio", "*/*")):
+        raise CallError(f"Expecting 'Accept' to allow application/json or application/recordio, got '{accept}'", 406)
+    body = await request.read()
+    try:
+        call = json.loads(body)
+    except ValueError as error:
+        raise CallError(f"Failed to parse body into JSON: {error}") from None
+    if not isinstance(call, dict):
+        raise CallError(f"Expecting a JSON object (a v1 Call), got {type(call).__name__}")
+    return call
+
+
+async def scheduler_api(request: web.Request) -> web.StreamResponse:
+    try:
+        call = await read_json_call(request)
+    except CallError as error:
+        return text_error(error.status, error.message)
+    process = process_of(request)
+    master = process.master
+    if master is None:
+        return redirect_to_leader(process, request.path_qs)
+    kind = call.get("type")
+    if kind not in SCHEDULER_CALLS:
+        return text_error(400, f"Unknown call type {kind!r}: expected one of {', '.join(sorted(SCHEDULER_CALLS))}")
+    try:
+        if kind == "SUBSCRIBE":
+            return await subscribe(request, master, call)
+        framework = master.framework_for_call(call, request.headers.get("Mesos-Stream-Id"))
+        dispatch_call(master, framework, kind, call)
+    except CallError as error:
+        return text_error(error.status, error.message)
+    return web.Response(status=202)
+
+
+def dispatch_call(master: Master, framework, kind: str, call: dict) -> None:
+    body = call.get(kind.lower())
+    if body is not None and not isinstance(body, dict):
+        raise CallError(f"'{kind.lower()}' must be an object")
+    if kind in NO_OP_CALLS:
+        return
+    if kind in UNSUPPORTED_CALLS:
+        raise CallError(f"{kind} is not supported by this master")
+    required = {"ACCEPT", "DECLINE", "KILL", "SHUTDOWN", "ACKNOWLEDGE", "MESSAGE"}
+    if kind in required and body is None:
+        raise CallError(f"Expecting '{kind.lower()}' to be present")
+    handlers = {
+        "TEARDOWN": lambda: master.teardown(framework),
+        "ACCEPT": lambda: master.accept(framework, body),
+        "DECLINE": lambda: master.decline(framework, body),
+        "REVIVE": lambda: master.revive(framework, body),
+        "SUPPRESS": lambda: master.suppress(framework, body),
+        "KILL": lambda: master.kill(framework, body),
+        "SHUTDOWN": lambda: master.shutdown_executor(framework, body),
+        "ACKNOWLEDGE": lambda: master.acknowledge(framework, body),
+        "RECONCILE": lambda: master.reconcile(framework, body),
+        "MESSAGE": lambda: master.message(framework, body),
+    }
+    handlers[kind]()
+
+
+async def subscribe(request: web.Request, master: Master, call: dict) -> web.StreamResponse:
+    master.validate_subscribe(call)
+    stream_id = str(uuid.uuid4())
+    wants_recordio = "application/recordio" in request.headers.get("Accept", "")
+    headers = {"Mesos-Stream-Id": stream_id, "Cache-Control": "no-cache"}
+    if wants_recordio:
+        headers |= {"Content-Type": "application/recordio", "Message-Content-Type": "application/json"}
+    else:
+        headers["Content-Type"] = "application/json"
+    response = web.StreamResponse(status=200, headers=headers)
+    response.enable_chunked_encoding()
+    stream = EventStream(response, stream_id)
+    master.subscribe(call, stream)
+    return await serve_stream(request, response, stream)
+
+
+async def serve_stream(request: web.Request, response: web.StreamResponse, stream: EventStream) -> web.StreamResponse:
+    try:
+        await response.prepare(request)
+    except (ConnectionError, RuntimeError):
+        stream.abort()
+        return response
+    stream.start()
+    await stream.wait_closed()
+    return response
+
+
+# ------------------------------------------------------------------------------- master <-> agent
+
+
+@leader_only
+async def agent_subscribe(request: web.Request, master: Master) -> web.StreamResponse:
+    response = web.StreamResponse(
+        status=200, headers={"Content-Type": "application/recordio", "Record-Io-Content-Type": "application/json"}
+    )
+    response.enable_chunked_encoding()
+    stream = EventStream(response, f"agent-{request.remote}")
+    try:
+        body = await read_json_call(request)
+        master.admit_agent(body, stream)
+    except CallError as error:
+        return text_error(error.status, error.message)
+    return await serve_stream(request, response, stream)
+
+
+@leader_only
+async def agent_call(request: web.Request, master: Master) -> web.Response:
+    try:
+        call = await read_json_call(request)
+        master.agent_call(request.headers.get("Mesos-Agent-Id"), call)
+    except CallError as error:
+        return text_error(error.status, error.message)
+    return web.Response(status=202)
+
+
+# ------------------------------------------------------------------------------- the application
+
+
+def build_app(process: MasterProcess) -> web.Application:
+    app = web.Application(client_max_size=64 * 1024 * 1024)
+    app[PROCESS_KEY] = process
+    routes = [
+        web.get("/health", health),
+        web.get("/version", version),
+        web.get("/redirect", redirect),
+        web.get("/master/redirect", redirect),
+        web.get("/master/redirect/{rest:.*}", redirect),
+        web.get("/metrics/snapshot", metrics_snapshot),
+        web.post("/api/v1/scheduler", scheduler_api),
+        web.post("/internal/agent/subscribe", agent_subscribe),
+        web.post("/internal/agent/call", agent_call),
+    ]
+    for prefix in ("", "/master"):
+        routes += [
+            web.get(f"{prefix}/state", master_state),
+            web.get(f"{prefix}/state.json", master_state),
+            web.get(f"{prefix}/state-summary", state_summary),
+            web.get(f"{prefix}/frameworks", frameworks),
+            web.get(f"{prefix}/slaves", slaves),
+            web.get(f"{prefix}/tasks", tasks),
+            web.get(f"{prefix}/tasks.json", tasks),
+        ]
+    app.add_routes(routes)
+    add_ui(app, process)
+    return app
+
+
+def add_ui(app: web.Application, process: MasterProcess) -> None:
+    """Serve the master UI when the UI package is installed (it is optional for a headless master)."""
+    try:
+        from mesolite.ui.routes import add_master_ui
+    except ImportError:
+        log.info("mesolite.ui is not available: serving no web UI")
+        return
+
+    def agent_address(agent_id: str) -> str | None:
+        master = process.master
+        agent = master.agents.get(agent_id) if master is not None else None
+        return f"{agent.hostname}:{agent.port}" if agent is not None else None
+
+    def leader_url() -> str | None:
+        leader = process.leader_info
+        if process.master is not None or leader is None or leader.get("id") == process.info["id"]:
+            return None
+        address = leader.get("address") or {}
+        return f"http://{address.get('hostname') or leader.get('hostname')}:{address.get('port') or leader.get('port')}"
+
+    add_master_ui(app, agent_address=agent_address, leader_url=leader_url)

@@ -1,0 +1,134 @@
+"""The registry: what a newly elected master needs to know, persisted in ZooKeeper.
+
+Layout under the election path (next to the `json.info_` members, which detectors tell apart):
+
+```
+<zk path>/registry/agents/<agent id>          {"agent_info", "state": admitted|unreachable|removed,
+                                                "unreachable_time"?, "tasks": [{task_id, framework_id,
+                                                executor_id, state, name}]}
+<zk path>/registry/frameworks/<framework id>  {"framework_info", "removed": bool, "role"}
+```
+
+Writes are coalesced: the master marks an agent or framework dirty, and a flush writes the newest
+snapshot of each dirty record (many status updates on one agent make one write). Admission and
+removal flush at once; task changes within `flush_interval`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from collections.abc import Callable
+
+from mesolite.zookeeper.session import ZooKeeperSession
+from mesolite.zookeeper.store import ZooKeeperStore
+
+log = logging.getLogger(__name__)
+
+# Writes in flight at once: enough to admit thousands of agents quickly, few enough to keep
+# ZooKeeper and the thread pool responsive.
+MAX_CONCURRENT_WRITES = 16
+
+Snapshot = Callable[[str], dict | None]  # id -> record to store, or None to delete it
+
+
+class Registry:
+    def __init__(
+        self,
+        session: ZooKeeperSession,
+        path: str,
+        agent_snapshot: Snapshot,
+        framework_snapshot: Snapshot,
+        flush_interval: float = 0.5,
+    ):
+        root = path.rstrip("/") + "/registry"
+        self.agents = ZooKeeperStore(session, f"{root}/agents")
+        self.frameworks = ZooKeeperStore(session, f"{root}/frameworks")
+        self._agent_snapshot = agent_snapshot
+        self._framework_snapshot = framework_snapshot
+        self._dirty_agents: set[str] = set()
+        self._dirty_frameworks: set[str] = set()
+        self._flush_interval = flush_interval
+        self._wake = asyncio.Event()
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self._task: asyncio.Task | None = None
+        self._semaphore = asyncio.Semaphore(MAX_CONCURRENT_WRITES)
+
+    async def load(self) -> tuple[dict[str, dict], dict[str, dict]]:
+        """All stored agents and frameworks, by id."""
+        return await self._load_all(self.agents), await self._load_all(self.frameworks)
+
+    async def _load_all(self, store: ZooKeeperStore) -> dict[str, dict]:
+        keys = await store.list()
+        values = await asyncio.gather(*(self._read(store, key) for key in keys))
+        return {key: value for key, value in zip(keys, values, strict=True) if value is not None}
+
+    async def _read(self, store: ZooKeeperStore, key: str) -> dict | None:
+        async with self._semaphore:
+            data = await store.get(key)
+        if data is None:
+            return None
+        try:
+            return json.loads(data)
+        except ValueError:
+            log.error("registry entry %s/%s is not JSON; ignoring it", store.root, key)
+            return None
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._flush_loop(), name="registry-flush")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            self._task = None
+
+    def agent_changed(self, agent_id: str, urgent: bool = False) -> None:
+        self._dirty_agents.add(agent_id)
+        self._idle.clear()
+        if urgent:
+            self._wake.set()
+
+    def framework_changed(self, framework_id: str) -> None:
+        self._dirty_frameworks.add(framework_id)
+        self._idle.clear()
+        self._wake.set()
+
+    async def flushed(self) -> None:
+        """Wait until everything marked so far is written (tests and clean shutdown)."""
+        self._wake.set()
+        await self._idle.wait()
+
+    async def _flush_loop(self) -> None:
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), self._flush_interval)
+            self._wake.clear()
+            try:
+                await self.flush()
+            except Exception as error:  # ZooKeeper trouble: keep the records dirty and try again
+                log.warning("registry flush failed, will retry: %s", error)
+                await asyncio.sleep(self._flush_interval)
+
+    async def flush(self) -> None:
+        agents, self._dirty_agents = self._dirty_agents, set()
+        frameworks, self._dirty_frameworks = self._dirty_frameworks, set()
+        writes = [self._write(self.agents, key, self._agent_snapshot(key)) for key in agents]
+        writes += [self._write(self.frameworks, key, self._framework_snapshot(key)) for key in frameworks]
+        results = await asyncio.gather(*writes, return_exceptions=True)
+        failed = [result for result in results if isinstance(result, Exception)]
+        if failed:
+            self._dirty_agents |= agents
+            self._dirty_frameworks |= frameworks
+            raise failed[0]
+        if not self._dirty_agents and not self._dirty_frameworks:
+            self._idle.set()
+
+    async def _write(self, store: ZooKeeperStore, key: str, record: dict | None) -> None:
+        async with self._semaphore:
+            if record is None:
+                await store.delete(key)
+            else:
+                await store.put(key, json.dumps(record, separators=(",", ":")).encode())

@@ -1,0 +1,270 @@
+"""`mesolite master`: flags, the HTTP server, and leadership (ZooKeeper election, or standalone).
+
+The HTTP server runs for the whole life of the process; a `Master` exists only while this process
+leads. Losing the ZooKeeper session (or being out-sequenced) ends the term at once: every stream is
+closed and the state dropped, and the process contends again. A new term recovers from the registry.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import socket
+import sys
+import time
+from types import SimpleNamespace
+
+from aiohttp import web
+
+from mesolite import MESOS_COMPATIBLE_VERSION
+from mesolite.flags import Flag, FlagError, FlagSet, boolean, duration
+from mesolite.ids import IdGenerator, new_master_id
+from mesolite.master.allocator import DEFAULT_MIN_ALLOCATABLE, parse_min_allocatable
+from mesolite.master.core import Master, MasterSettings
+from mesolite.master.http import build_app
+from mesolite.master.registry import Registry
+from mesolite.resources import ResourceError
+from mesolite.zookeeper.detector import ip_to_uint32
+
+log = logging.getLogger("mesolite.master")
+
+FLAGS = FlagSet(
+    service_name="mesolite master",
+    env_prefix="MESOS_",
+    config_directories=["/etc/mesos-master"],
+    zookeeper_file="/etc/mesos/zk",
+    zookeeper_flag="zk",
+    description="A Mesos-compatible master (Mesos API " + MESOS_COMPATIBLE_VERSION + ").",
+    flags=[
+        Flag("zk", str, None, "ZooKeeper URL for leader election and the registry (zk://host:port,.../path)"),
+        Flag("ip", str, None, "IP address to listen on and advertise"),
+        Flag("port", int, 5050, "port to listen on"),
+        Flag("advertise_ip", str, None, "IP address advertised to agents and frameworks"),
+        Flag("advertise_port", int, None, "port advertised to agents and frameworks"),
+        Flag("hostname", str, None, "hostname advertised (default: looked up from the IP)"),
+        Flag("hostname_lookup", boolean, True, "look the hostname up from the IP when --hostname is not given"),
+        Flag("quorum", int, 1, "replicated log quorum (accepted for compatibility; the registry lives in ZooKeeper)"),
+        Flag("work_dir", str, "/var/lib/mesos", "working directory"),
+        Flag("log_dir", str, None, "accepted for compatibility: logs go to stderr (journald)"),
+        Flag("logging_level", str, "INFO", "INFO, WARNING or ERROR"),
+        Flag("cluster", str, None, "human readable cluster name, shown in /state and the UI"),
+        Flag("registry", str, "replicated_log", "accepted for compatibility: the registry lives in ZooKeeper"),
+        Flag("zk_session_timeout", duration, 10.0, "ZooKeeper session timeout"),
+        Flag("allocation_interval", duration, 1.0, "time between batch allocations"),
+        Flag(
+            "agent_ping_timeout",
+            duration,
+            15.0,
+            "interval of agent pings; an agent is unreachable after max_agent_ping_timeouts of them",
+            aliases=("slave_ping_timeout",),
+        ),
+        Flag(
+            "max_agent_ping_timeouts",
+            int,
+            5,
+            "missed pings before an agent is unreachable",
+            aliases=("max_slave_ping_timeouts",),
+        ),
+        Flag(
+            "agent_reregister_timeout",
+            duration,
+            600.0,
+            "how long agents have to re-register with a new leader",
+            aliases=("slave_reregister_timeout",),
+        ),
+        Flag("offer_timeout", duration, None, "rescind offers held longer than this (default: never)"),
+        Flag("min_allocatable_resources", str, DEFAULT_MIN_ALLOCATABLE, "smallest offer, e.g. cpus:0.01|mem:32"),
+        Flag("weights", str, None, "role weights, e.g. web=2,batch=1"),
+        Flag("roles", str, None, "accepted for compatibility (roles are implicit)"),
+        Flag("framework_heartbeat_interval", duration, 15.0, "HEARTBEAT interval on scheduler streams (mesolite)"),
+        Flag("registry_flush_interval", duration, 0.5, "how often changed registry records are written (mesolite)"),
+        Flag("authenticate_frameworks", boolean, False, "must stay false: framework authentication is not supported"),
+        Flag("authenticate_agents", boolean, False, "must stay false: agent authentication is not supported"),
+        Flag("webui_dir", str, None, "accepted for compatibility: the UI is built in"),
+        Flag("max_completed_frameworks", int, 50, "completed frameworks kept for /state"),
+        Flag("max_completed_tasks_per_framework", int, 1000, "completed tasks kept per framework for /state"),
+        Flag("version", boolean, False, "print the version and exit"),
+    ],
+)
+
+
+def parse_weights(text: str | None) -> dict[str, float]:
+    weights: dict[str, float] = {}
+    for part in filter(None, (piece.strip() for piece in (text or "").split(","))):
+        role, separator, value = part.partition("=")
+        try:
+            weights[role.strip()] = float(value)
+        except ValueError:
+            raise FlagError(f"--weights: '{part}' is not role=weight") from None
+        if not separator or weights[role.strip()] <= 0:
+            raise FlagError(f"--weights: '{part}' is not role=<positive weight>")
+    return weights
+
+
+def default_ip() -> str:
+    """The IP of this host's name, as Mesos picks it (127.0.0.1 when the name does not resolve)."""
+    with contextlib.suppress(OSError):
+        return socket.gethostbyname(socket.gethostname())
+    return "127.0.0.1"
+
+
+def lookup_hostname(ip: str) -> str:
+    with contextlib.suppress(OSError):
+        return socket.gethostbyaddr(ip)[0]
+    return ip
+
+
+class MasterProcess:
+    """One running master process: its MasterInfo, who leads, and the `Master` while this one does."""
+
+    def __init__(self, flags: SimpleNamespace, settings: MasterSettings):
+        self.flags = flags
+        self.settings = settings
+        self.start_time = time.time()
+        ip = flags.advertise_ip or flags.ip or default_ip()
+        port = flags.advertise_port or flags.port
+        hostname = flags.hostname or (lookup_hostname(ip) if flags.hostname_lookup else ip)
+        master_id = new_master_id()
+        self.info = {
+            "id": master_id,
+            "ip": ip_to_uint32(ip),
+            "port": port,
+            "pid": f"master@{ip}:{port}",
+            "hostname": hostname,
+            "version": MESOS_COMPATIBLE_VERSION,
+            "address": {"hostname": hostname, "ip": ip, "port": port},
+        }
+        self.ids = IdGenerator(master_id)
+        self.master: Master | None = None
+        self.leader_info: dict | None = None
+        self.session = None
+        self.contender = None
+        self._term_lock = asyncio.Lock()
+
+    async def on_elected(self) -> None:
+        async with self._term_lock:
+            if self.master is not None:
+                return
+            registry = None
+            if self.session is not None:
+                registry = Registry(
+                    self.session,
+                    self.session.url.path,
+                    agent_snapshot=lambda agent_id: master.agent_record(agent_id),
+                    framework_snapshot=lambda framework_id: master.framework_record(framework_id),
+                    flush_interval=self.flags.registry_flush_interval,
+                )
+            master = Master(self.info, self.ids, self.settings, registry)
+            log.info("elected leading master %s", self.info["pid"])
+            try:
+                await master.start()
+            except Exception:
+                log.exception("recovering the registry failed; giving up this term")
+                await master.stop("recovery failed")
+                raise
+            if self.contender is not None and not self.contender.is_leader:
+                await master.stop("lost leadership while recovering")
+                return
+            self.master = master
+
+    async def on_lost(self, reason: str) -> None:
+        master, self.master = self.master, None
+        if master is not None:
+            log.warning("no longer the leading master: %s", reason)
+            await master.stop(reason)
+
+
+async def run(flags: SimpleNamespace) -> None:
+    try:
+        min_allocatable = parse_min_allocatable(flags.min_allocatable_resources)
+    except ResourceError as error:
+        raise FlagError(f"--min_allocatable_resources: {error}") from None
+    if flags.authenticate_frameworks or flags.authenticate_agents:
+        raise FlagError("--authenticate_frameworks / --authenticate_agents are not supported by mesolite")
+    settings = MasterSettings.from_flags(flags, min_allocatable, parse_weights(flags.weights))
+    process = MasterProcess(flags, settings)
+    app = build_app(process)
+    runner = web.AppRunner(app, handler_cancellation=True, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, flags.ip or "0.0.0.0", flags.port, backlog=4096)
+    await site.start()
+    log.info("master %s listening on %s:%d", process.info["id"], flags.ip or "0.0.0.0", flags.port)
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+
+    detector = contender = None
+    try:
+        if flags.zk:
+            detector, contender = await start_election(process, flags)
+        else:
+            log.warning("no --zk given: running as a standalone leader (no failover, no registry)")
+            process.leader_info = process.info
+            await process.on_elected()
+        await stop.wait()
+        log.info("shutting down")
+    finally:
+        if contender is not None:
+            with contextlib.suppress(Exception):
+                await contender.stop()
+        await process.on_lost("shutting down")
+        if detector is not None:
+            with contextlib.suppress(Exception):
+                await detector.stop()
+        if process.session is not None:
+            with contextlib.suppress(Exception):
+                await process.session.stop()
+        await runner.cleanup()
+
+
+async def start_election(process: MasterProcess, flags: SimpleNamespace):
+    from mesolite.zookeeper.contender import Contender
+    from mesolite.zookeeper.detector import MasterDetector
+    from mesolite.zookeeper.session import ZooKeeperSession
+    from mesolite.zookeeper.url import parse_zookeeper_url
+
+    try:
+        url = parse_zookeeper_url(flags.zk)
+    except ValueError as error:
+        raise FlagError(f"--zk: {error}") from None
+    session = ZooKeeperSession(url, session_timeout=flags.zk_session_timeout)
+    while True:
+        try:
+            await session.start()
+            break
+        except TimeoutError as error:
+            log.warning("%s; retrying", error)
+    process.session = session
+
+    def leader_changed(leader: dict | None) -> None:
+        process.leader_info = leader
+
+    detector = MasterDetector(session=session, on_change=leader_changed)
+    await detector.start()
+    contender = Contender(session, process.info, on_elected=process.on_elected, on_lost=process.on_lost)
+    process.contender = contender
+    await contender.start()
+    return detector, contender
+
+
+def main(argv: list[str] | None = None) -> int:
+    flags = FLAGS.load(sys.argv[1:] if argv is None else argv)
+    if flags.version:
+        print(f"mesos {MESOS_COMPATIBLE_VERSION} (mesolite)")
+        return 0
+    logging.basicConfig(
+        level=getattr(logging, str(flags.logging_level).upper(), logging.INFO),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    logging.getLogger("kazoo").setLevel(logging.WARNING)
+    try:
+        asyncio.run(run(flags))
+    except FlagError as error:
+        print(f"mesolite master: {error}", file=sys.stderr)
+        return 2
+    return 0

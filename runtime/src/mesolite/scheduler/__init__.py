@@ -1,0 +1,1 @@
+"""Framework side of the Mesos v1 scheduler API."""

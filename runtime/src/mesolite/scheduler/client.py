@@ -1,0 +1,379 @@
+"""A Mesos v1 scheduler API client: subscribe, receive events, send calls; follows the leading master.
+
+The client finds the master from a `zk://` URL (or a `file://` holding one, or `host:port`), subscribes with
+a chunked RecordIO stream, and hands every event to `on_event`. It re-subscribes with the same framework id
+whenever the stream ends, the leader changes, a non-leader redirects it (307), or heartbeats stop arriving.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import json
+import logging
+from collections.abc import Awaitable, Callable, Iterable
+from typing import Any
+
+import aiohttp
+
+from mesolite.protocol.recordio import RecordIOError, read_records
+from mesolite.zookeeper.detector import MasterDetector, master_address
+from mesolite.zookeeper.url import FILE_SCHEME, ZOOKEEPER_SCHEME, read_url_file
+
+log = logging.getLogger(__name__)
+
+SCHEDULER_PATH = "/api/v1/scheduler"
+DEFAULT_HEARTBEAT_INTERVAL = 15.0  # Mesos's; SUBSCRIBED tells the real one
+MISSED_HEARTBEATS_BEFORE_RECONNECT = 3
+MAX_REDIRECTS = 5
+
+EventHandler = Callable[[dict], Awaitable[None] | None]
+
+
+class SchedulerError(Exception):
+    """The master refused the framework for good (e.g. a bad FrameworkInfo or a removed framework)."""
+
+
+class SchedulerCallError(Exception):
+    """A call was not accepted: `status` is the HTTP status (0 when the master could not be reached)."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(f"HTTP {status}: {message}" if status else message)
+        self.status = status
+
+
+class NotSubscribed(SchedulerCallError):
+    def __init__(self) -> None:
+        super().__init__(0, "not subscribed to a master yet")
+
+
+class _Reconnect(Exception):
+    """End the current subscription and subscribe again (to `address` if given)."""
+
+    def __init__(self, reason: str, address: str | None = None) -> None:
+        super().__init__(reason)
+        self.address = address
+
+
+def parse_master(master: str) -> tuple[str | None, str | None]:
+    """(`zk URL`, None) or (None, `host:port`) for a --master value: zk://, file://, host:port or http://host:port."""
+    text = master.strip()
+    if text.startswith(FILE_SCHEME):
+        text = read_url_file(text)
+    if text.startswith(ZOOKEEPER_SCHEME):
+        return text, None
+    for scheme in ("http://", "https://"):
+        if text.startswith(scheme):
+            text = text[len(scheme) :]
+    text = text.split("/", 1)[0]
+    host, separator, port = text.rpartition(":")
+    if not separator or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError(f"invalid master '{master}': expected zk://host:port/path, file:///path or host:port")
+    return None, text
+
+
+class SchedulerClient:
+    """One framework's connection to the Mesos master (see the module docstring).
+
+    `run()` returns after `stop()`, after TEARDOWN, or after an ERROR event (the master removed the
+    framework); it raises `SchedulerError` when the master refuses the subscription outright.
+    """
+
+    def __init__(
+        self,
+        master: str,
+        framework_info: dict[str, Any],
+        on_event: EventHandler,
+        *,
+        implicit_acknowledgements: bool = False,
+        credentials: tuple[str, str] | None = None,
+        reconnect_delay: float = 1.0,
+        missed_heartbeats: int = MISSED_HEARTBEATS_BEFORE_RECONNECT,
+    ) -> None:
+        self.zookeeper_url, self._static_address = parse_master(master)
+        self.framework_info = dict(framework_info)
+        self.framework_id: str | None = (framework_info.get("id") or {}).get("value")
+        self.stream_id: str | None = None
+        self.master_address: str | None = None  # host:port of the master we are subscribed to
+        self.master_info: dict | None = None
+        self.heartbeat_interval = DEFAULT_HEARTBEAT_INTERVAL
+        self._on_event = on_event
+        self._implicit_acknowledgements = implicit_acknowledgements
+        self._auth = aiohttp.BasicAuth(*credentials) if credentials else None
+        self._reconnect_delay = reconnect_delay
+        self._missed_heartbeats = missed_heartbeats
+        self._http: aiohttp.ClientSession | None = None
+        self._detector: MasterDetector | None = None
+        self._leader_address: str | None = self._static_address
+        self._leader_changed = asyncio.Event()
+        self._stopping = asyncio.Event()
+        self.subscribed = asyncio.Event()
+
+    # --- running ----------------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        # `sock_connect`, not `connect`: waiting for a free pooled connection under load is not a dead master.
+        self._http = aiohttp.ClientSession(auth=self._auth, timeout=aiohttp.ClientTimeout(total=30, sock_connect=5))
+        try:
+            if self.zookeeper_url is not None:
+                self._detector = MasterDetector(self.zookeeper_url, on_change=self._on_leader_change)
+                await self._detector.start()
+            redirected_to: str | None = None
+            while not self._stopping.is_set():
+                address = redirected_to or await self._wait_for_leader()
+                if address is None:
+                    break
+                redirected_to = None
+                try:
+                    await self._subscribe_and_read(address)
+                    if self._stopping.is_set():
+                        break
+                    log.warning("subscription stream to %s ended; subscribing again", address)
+                except _Reconnect as reconnect:
+                    redirected_to = reconnect.address
+                    log.warning("reconnecting: %s", reconnect)
+                except (aiohttp.ClientError, RecordIOError, OSError, TimeoutError, ValueError) as error:
+                    log.warning("subscription to %s failed: %s", address, error or type(error).__name__)
+                self._disconnected()
+                if redirected_to is None:
+                    await self._pause(self._reconnect_delay)
+        finally:
+            self._disconnected()
+            if self._detector is not None:
+                await self._detector.stop()
+            await self._http.close()
+
+    async def stop(self) -> None:
+        """Stop receiving events; `run()` returns. The framework stays registered (use `teardown` to end it)."""
+        self._stopping.set()
+        self._leader_changed.set()
+
+    def _disconnected(self) -> None:
+        self.stream_id = None
+        self.subscribed.clear()
+
+    async def _pause(self, seconds: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._stopping.wait(), seconds)
+
+    async def _wait_for_leader(self) -> str | None:
+        while not self._stopping.is_set():
+            if self._leader_address is not None:
+                return self._leader_address
+            log.info("waiting for a leading master in %s", self.zookeeper_url)
+            self._leader_changed.clear()
+            await self._leader_changed.wait()
+        return None
+
+    def _on_leader_change(self, leader: dict | None) -> None:
+        self._leader_address = master_address(leader) if leader else None
+        self._leader_changed.set()
+
+    # --- the subscription stream ------------------------------------------------------------------
+
+    async def _subscribe_and_read(self, address: str) -> None:
+        """Subscribe at `address` and deliver events until the stream ends or must be abandoned."""
+        assert self._http is not None
+        subscribe: dict[str, Any] = {"type": "SUBSCRIBE", "subscribe": {"framework_info": self._framework_info()}}
+        if self.framework_id:
+            subscribe["framework_id"] = {"value": self.framework_id}
+        self._leader_changed.clear()
+        async with self._http.post(
+            f"http://{address}{SCHEDULER_PATH}",
+            data=json.dumps(subscribe),
+            headers={"Content-Type": "application/json", "Accept": "application/json"},
+            allow_redirects=False,
+            # The stream lives for as long as the framework: no total timeout; the heartbeat watchdog decides.
+            timeout=aiohttp.ClientTimeout(total=None, sock_connect=5),
+        ) as response:
+            await self._check_subscribe_response(address, response)
+            self.stream_id = response.headers.get("Mesos-Stream-Id")
+            self.master_address = address
+            log.info("subscribed at %s (stream %s)", address, self.stream_id)
+            records = read_records(response.content).__aiter__()
+            while True:
+                record = await self._next_record(records)
+                if record is None:
+                    return
+                if await self._handle(json.loads(record)):
+                    return
+
+    async def _check_subscribe_response(self, address: str, response: aiohttp.ClientResponse) -> None:
+        if response.status == 200:
+            return
+        body = (await response.text())[:500].strip()
+        if response.status in (301, 302, 307, 308):
+            location = response.headers.get("Location", "")
+            leader = _address_from_location(location)
+            if leader is None or leader == address:
+                raise _Reconnect(f"{address} redirected to an unusable location '{location}'")
+            raise _Reconnect(f"{address} is not the leader; it redirected to {leader}", leader)
+        if response.status == 503 or response.status >= 500:
+            raise _Reconnect(f"{address} answered {response.status} ({body or 'no leader yet'})")
+        # 400 (bad FrameworkInfo), 401/403 (not allowed or removed), 415...: retrying cannot help.
+        raise SchedulerError(f"master at {address} refused the subscription: HTTP {response.status}: {body}")
+
+    async def _next_record(self, records) -> bytes | None:
+        """The next record, or None at the end; `_Reconnect` when heartbeats stop or the leader changes."""
+        read = asyncio.ensure_future(anext(records, None))
+        changed = asyncio.ensure_future(self._leader_changed.wait())
+        try:
+            done, _ = await asyncio.wait(
+                {read, changed},
+                timeout=self.heartbeat_interval * self._missed_heartbeats,
+                return_when=asyncio.FIRST_COMPLETED,
+            )
+        finally:
+            changed.cancel()
+        if read in done:
+            return read.result()
+        read.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await read
+        if self._stopping.is_set():
+            return None
+        if changed in done:
+            raise _Reconnect(f"the leading master changed to {self._leader_address or 'none'}")
+        raise _Reconnect(f"no event for {self._missed_heartbeats} heartbeat intervals from {self.master_address}")
+
+    async def _handle(self, event: dict) -> bool:
+        """Deliver one event; True when the subscription is over for good."""
+        kind = event.get("type")
+        if kind == "SUBSCRIBED":
+            subscribed = event.get("subscribed", {})
+            self.framework_id = (subscribed.get("framework_id") or {}).get("value", self.framework_id)
+            self.heartbeat_interval = float(subscribed.get("heartbeat_interval_seconds") or DEFAULT_HEARTBEAT_INTERVAL)
+            self.master_info = subscribed.get("master_info")
+            self.subscribed.set()
+        outcome = self._on_event(event)
+        if asyncio.iscoroutine(outcome):
+            await outcome
+        if kind == "UPDATE" and self._implicit_acknowledgements:
+            with contextlib.suppress(SchedulerCallError):
+                await self.acknowledge(event.get("update", {}).get("status", {}))
+        if kind == "ERROR":
+            log.error("master sent ERROR: %s", event.get("error", {}).get("message"))
+            self._stopping.set()
+            return True
+        return False
+
+    def _framework_info(self) -> dict:
+        info = dict(self.framework_info)
+        if self.framework_id:
+            info["id"] = {"value": self.framework_id}
+        return info
+
+    # --- calls ------------------------------------------------------------------------------------
+
+    async def call(self, call: dict[str, Any]) -> None:
+        """Send a call to the master we are subscribed to; `SchedulerCallError` unless it is accepted (2xx)."""
+        if self._http is None or not self.stream_id or not self.master_address or not self.framework_id:
+            raise NotSubscribed()
+        body = {"framework_id": {"value": self.framework_id}, **call}
+        try:
+            async with self._http.post(
+                f"http://{self.master_address}{SCHEDULER_PATH}",
+                data=json.dumps(body),
+                headers={"Content-Type": "application/json", "Mesos-Stream-Id": self.stream_id},
+                allow_redirects=False,
+            ) as response:
+                if response.status // 100 != 2:
+                    message = (await response.text())[:500].strip()
+                    raise SchedulerCallError(response.status, f"{call.get('type')} refused: {message}")
+        except aiohttp.ClientError as error:
+            raise SchedulerCallError(
+                0, f"{call.get('type')} not delivered to {self.master_address}: {error}"
+            ) from error
+
+    async def accept(self, offer_ids: Iterable[str], operations: list[dict], filters: dict | None = None) -> None:
+        accept: dict[str, Any] = {
+            "offer_ids": [{"value": offer_id} for offer_id in offer_ids],
+            "operations": operations,
+        }
+        if filters is not None:
+            accept["filters"] = filters
+        await self.call({"type": "ACCEPT", "accept": accept})
+
+    async def launch(self, offer_id: str, tasks: list[dict], filters: dict | None = None) -> None:
+        """ACCEPT one offer with a single LAUNCH operation."""
+        await self.accept([offer_id], [{"type": "LAUNCH", "launch": {"task_infos": tasks}}], filters)
+
+    async def decline(self, offer_ids: Iterable[str], filters: dict | None = None) -> None:
+        decline: dict[str, Any] = {"offer_ids": [{"value": offer_id} for offer_id in offer_ids]}
+        if filters is not None:
+            decline["filters"] = filters
+        await self.call({"type": "DECLINE", "decline": decline})
+
+    async def acknowledge(self, status: dict) -> None:
+        """Acknowledge a TaskStatus; statuses without `uuid` (generated by the master) need none."""
+        if not status.get("uuid") or "agent_id" not in status:
+            return
+        await self.call(
+            {
+                "type": "ACKNOWLEDGE",
+                "acknowledge": {"agent_id": status["agent_id"], "task_id": status["task_id"], "uuid": status["uuid"]},
+            }
+        )
+
+    async def kill(self, task_id: str, agent_id: str | None = None, kill_policy: dict | None = None) -> None:
+        kill: dict[str, Any] = {"task_id": {"value": task_id}}
+        if agent_id:
+            kill["agent_id"] = {"value": agent_id}
+        if kill_policy:
+            kill["kill_policy"] = kill_policy
+        await self.call({"type": "KILL", "kill": kill})
+
+    async def reconcile(self, tasks: Iterable[tuple[str, str | None]] = ()) -> None:
+        """Explicit reconciliation of (task id, agent id) pairs; with none, implicit (all tasks)."""
+        entries = []
+        for task_id, agent_id in tasks:
+            entry: dict[str, Any] = {"task_id": {"value": task_id}}
+            if agent_id:
+                entry["agent_id"] = {"value": agent_id}
+            entries.append(entry)
+        await self.call({"type": "RECONCILE", "reconcile": {"tasks": entries}})
+
+    async def revive(self, roles: list[str] | None = None) -> None:
+        await self.call({"type": "REVIVE", "revive": {"roles": roles}} if roles else {"type": "REVIVE"})
+
+    async def suppress(self, roles: list[str] | None = None) -> None:
+        await self.call({"type": "SUPPRESS", "suppress": {"roles": roles}} if roles else {"type": "SUPPRESS"})
+
+    async def shutdown(self, executor_id: str, agent_id: str) -> None:
+        await self.call(
+            {"type": "SHUTDOWN", "shutdown": {"executor_id": {"value": executor_id}, "agent_id": {"value": agent_id}}}
+        )
+
+    async def message(self, agent_id: str, executor_id: str, data: bytes) -> None:
+        await self.call(
+            {
+                "type": "MESSAGE",
+                "message": {
+                    "agent_id": {"value": agent_id},
+                    "executor_id": {"value": executor_id},
+                    "data": base64.b64encode(data).decode(),
+                },
+            }
+        )
+
+    async def request(self, requests: list[dict]) -> None:
+        await self.call({"type": "REQUEST", "request": {"requests": requests}})
+
+    async def teardown(self) -> None:
+        """End the framework: the master kills its tasks and forgets it. `run()` then returns."""
+        await self.call({"type": "TEARDOWN"})
+        await self.stop()
+
+
+def _address_from_location(location: str) -> str | None:
+    """host:port from a redirect's Location (`//host:port/path` as Mesos writes it, or a full URL)."""
+    text = location.strip()
+    if text.startswith("//"):
+        text = text[2:]
+    elif "://" in text:
+        text = text.split("://", 1)[1]
+    else:
+        return None
+    address = text.split("/", 1)[0]
+    return address or None

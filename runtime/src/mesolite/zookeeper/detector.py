@@ -1,0 +1,257 @@
+"""Who leads: reads the lowest-sequence member under a Mesos ZooKeeper path and decodes its MasterInfo."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ipaddress
+import json
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+from kazoo.exceptions import NoNodeError
+
+from mesolite.zookeeper.contender import MASTER_INFO_LABEL
+from mesolite.zookeeper.membership import Member, leading_member
+from mesolite.zookeeper.session import SessionState, ZooKeeperSession
+from mesolite.zookeeper.url import ZooKeeperUrl, parse_zookeeper_url
+
+log = logging.getLogger(__name__)
+
+LEGACY_PROTOBUF_LABEL = "info"  # Mesos before 0.24 wrote a serialized MasterInfo protobuf under `info_`
+
+MasterInfo = dict[str, Any]
+LeaderCallback = Callable[[MasterInfo | None], Awaitable[None] | None]
+
+
+def ip_to_uint32(ip: str) -> int:
+    """MasterInfo.ip: the IPv4 address's bytes in network order, read as a little-endian uint32 (as Mesos does)."""
+    return int.from_bytes(ipaddress.IPv4Address(ip).packed, "little")
+
+
+def uint32_to_ip(value: int) -> str:
+    return str(ipaddress.IPv4Address(int(value).to_bytes(4, "little")))
+
+
+def master_address(info: MasterInfo) -> str:
+    """`ip:port` of a MasterInfo: `address.ip` when present, else the packed `ip`, else the `pid`."""
+    address = info.get("address") or {}
+    port = address.get("port") or info.get("port")
+    if address.get("ip") and port:
+        return f"{address['ip']}:{port}"
+    if info.get("ip") is not None and port:
+        return f"{uint32_to_ip(info['ip'])}:{port}"
+    pid = info.get("pid", "")
+    if "@" in pid:
+        return pid.split("@", 1)[1]
+    raise ValueError(f"MasterInfo has no address, ip or pid: {info!r}")
+
+
+def decode_master_info(member: Member, data: bytes) -> MasterInfo:
+    """Decode a member znode's data: JSON for `json.info_`, a protobuf MasterInfo for legacy `info_` nodes."""
+    if member.label == MASTER_INFO_LABEL:
+        info = json.loads(data)
+        if not isinstance(info, dict):
+            raise ValueError(f"{member.name} holds {type(info).__name__}, not a MasterInfo object")
+        return info
+    if member.label in (LEGACY_PROTOBUF_LABEL, None):
+        return _decode_master_info_protobuf(data)
+    raise ValueError(f"{member.name}: unknown member label '{member.label}'")
+
+
+class MasterDetector:
+    """Follows the leading master under a zk:// URL and reports every change (a MasterInfo dict, or None).
+
+    Use as `async for leader in detector.changes()`, through `on_change`, or with `wait_for_leader`.
+    A suspended session keeps the last leader (the agent should not drop a healthy connection because
+    ZooKeeper blinked); after the session comes back the leader is read again.
+    """
+
+    def __init__(
+        self,
+        url: ZooKeeperUrl | str | None = None,
+        session: ZooKeeperSession | None = None,
+        on_change: LeaderCallback | None = None,
+    ) -> None:
+        if session is None and url is None:
+            raise ValueError("MasterDetector needs a zk:// URL or a session")
+        self._owns_session = session is None
+        self.session = session or ZooKeeperSession(url)  # type: ignore[arg-type]
+        self.url = parse_zookeeper_url(url) if isinstance(url, str) else (url or self.session.url)
+        if self.url.path == "/":
+            raise ValueError(f"{self.url}: a path is required ('/' is not supported, as in Mesos)")
+        self.leader: MasterInfo | None = None
+        self._leader_member: Member | None = None
+        self._on_change = on_change
+        self._subscribers: list[asyncio.Queue[MasterInfo | None]] = []
+        self._known = asyncio.Event()  # set once the first reading is done
+        self._lock = asyncio.Lock()
+        self._running = False
+        self._evaluations: set[asyncio.Task] = set()
+
+    async def start(self, timeout: float = 15.0) -> None:  # noqa: ASYNC109 - the contract's signature
+        self._running = True
+        if self._owns_session:
+            await self.session.start(timeout)
+        self.session.add_state_listener(self._on_session_state)
+        await self._evaluate()
+
+    async def stop(self) -> None:
+        self._running = False
+        self.session.remove_state_listener(self._on_session_state)
+        if self._owns_session:
+            await self.session.stop()
+
+    async def wait_for_leader(self, timeout: float | None = None) -> MasterInfo:  # noqa: ASYNC109 - the contract's signature
+        """The current leader, waiting up to `timeout` seconds for one; `TimeoutError` when none appears."""
+        async with asyncio.timeout(timeout):
+            async for leader in self.changes():
+                if leader is not None:
+                    return leader
+        raise TimeoutError("detector stopped")  # pragma: no cover - changes() never ends by itself
+
+    async def changes(self) -> AsyncIterator[MasterInfo | None]:
+        """The current leader (after the first reading), then every change of leader."""
+        queue: asyncio.Queue[MasterInfo | None] = asyncio.Queue()
+        self._subscribers.append(queue)
+        try:
+            await self._known.wait()
+            yield self.leader
+            while True:
+                yield await queue.get()
+        finally:
+            self._subscribers.remove(queue)
+
+    async def _on_session_state(self, state: SessionState) -> None:
+        if state == SessionState.CONNECTED:
+            await self._evaluate()
+
+    def _watch_fired(self, _event: object) -> None:
+        self.session.call_soon(self._schedule_evaluation)
+
+    def _schedule_evaluation(self) -> None:
+        if self._running:
+            task = asyncio.create_task(self._evaluate())
+            self._evaluations.add(task)
+            task.add_done_callback(self._evaluations.discard)
+
+    async def _evaluate(self) -> None:
+        async with self._lock:
+            if not self._running or not self.session.connected:
+                return
+            client = self.session.client
+            try:
+                children = await self.session.run(client.get_children, self.url.path, watch=self._watch_fired)
+            except NoNodeError:
+                # No master ever ran here: wait for the path to appear.
+                await self.session.run(client.exists, self.url.path, watch=self._watch_fired)
+                children = []
+            except Exception as error:
+                log.warning("reading masters under %s failed: %s", self.url, error)
+                return
+            member = leading_member(children)
+            if member == self._leader_member and self._known.is_set():
+                return
+            leader = await self._read_leader(member) if member else None
+            self._leader_member = member if leader is not None else None
+            await self._announce(leader)
+
+    async def _read_leader(self, member: Member) -> MasterInfo | None:
+        path = f"{self.url.path}/{member.name}"
+        try:
+            data, _stat = await self.session.run(self.session.client.get, path)
+            return decode_master_info(member, data)
+        except NoNodeError:
+            self._schedule_evaluation()  # it went away between listing and reading
+        except Exception as error:
+            log.error("cannot decode the leading master's znode %s: %s", path, error)
+        return None
+
+    async def _announce(self, leader: MasterInfo | None) -> None:
+        changed = leader != self.leader or not self._known.is_set()
+        self.leader = leader
+        self._known.set()
+        if not changed:
+            return
+        log.info("leading master: %s", master_address(leader) if leader else "none")
+        for queue in self._subscribers:
+            queue.put_nowait(leader)
+        if self._on_change is not None:
+            outcome = self._on_change(leader)
+            if asyncio.iscoroutine(outcome):
+                await outcome
+
+
+async def detect_leading_master(url: ZooKeeperUrl | str, timeout: float = 10.0) -> MasterInfo:  # noqa: ASYNC109 - the contract's signature
+    """Connect, read the leading master's MasterInfo and disconnect; `TimeoutError` if none within `timeout`."""
+    detector = MasterDetector(url)
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    try:
+        await detector.start(timeout)  # TimeoutError naming the servers when ZooKeeper is unreachable
+        try:
+            return await detector.wait_for_leader(max(0.0, deadline - loop.time()))
+        except TimeoutError as error:
+            raise TimeoutError(f"no leading master found under {detector.url} within {timeout:g}s") from error
+    finally:
+        with contextlib.suppress(Exception):
+            await detector.stop()
+
+
+# --- the legacy protobuf encoding (read only) ---------------------------------------------------------
+
+# MasterInfo fields: 1 id, 2 ip (uint32), 3 port, 4 pid, 5 hostname, 6 version, 7 address (Address:
+# 1 hostname, 2 ip, 3 port). Anything else is skipped.
+_MASTER_INFO_FIELDS = {1: "id", 2: "ip", 3: "port", 4: "pid", 5: "hostname", 6: "version", 7: "address"}
+_ADDRESS_FIELDS = {1: "hostname", 2: "ip", 3: "port"}
+
+
+def _decode_master_info_protobuf(data: bytes) -> MasterInfo:
+    info = _decode_message(data, _MASTER_INFO_FIELDS)
+    if "address" in info:
+        info["address"] = _decode_message(info["address"], _ADDRESS_FIELDS)
+    for name in ("id", "pid", "hostname", "version"):
+        if isinstance(info.get(name), bytes):
+            info[name] = info[name].decode()
+    if not info.get("pid") and not info.get("address") and "ip" not in info:
+        raise ValueError("legacy MasterInfo protobuf without an address")
+    return info
+
+
+def _decode_message(data: bytes, fields: dict[int, str]) -> dict[str, Any]:
+    """Decode protobuf wire format for the fields named in `fields`: varints as ints, others as bytes."""
+    decoded: dict[str, Any] = {}
+    position = 0
+    while position < len(data):
+        key, position = _read_varint(data, position)
+        number, wire_type = key >> 3, key & 7
+        if wire_type == 0:
+            value, position = _read_varint(data, position)
+        elif wire_type == 2:
+            length, position = _read_varint(data, position)
+            value, position = data[position : position + length], position + length
+        elif wire_type in (1, 5):
+            size = 8 if wire_type == 1 else 4
+            value, position = int.from_bytes(data[position : position + size], "little"), position + size
+        else:
+            raise ValueError(f"unsupported protobuf wire type {wire_type}")
+        if position > len(data):
+            raise ValueError("truncated protobuf message")
+        if number in fields:
+            name = fields[number]
+            decoded[name] = value.decode() if isinstance(value, bytes) and fields is _ADDRESS_FIELDS else value
+    return decoded
+
+
+def _read_varint(data: bytes, position: int) -> tuple[int, int]:
+    value = shift = 0
+    while True:
+        if position >= len(data):
+            raise ValueError("truncated protobuf varint")
+        byte = data[position]
+        position += 1
+        value |= (byte & 0x7F) << shift
+        if not byte & 0x80:
+            return value, position
+        shift += 7

@@ -1,0 +1,143 @@
+"""An asyncio-friendly ZooKeeper session: kazoo underneath, state changes and watches delivered on the event loop."""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import functools
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+from kazoo.client import KazooClient
+from kazoo.handlers.threading import KazooTimeoutError
+from kazoo.protocol.states import KazooState
+from kazoo.retry import KazooRetry
+from kazoo.security import CREATOR_ALL_ACL, READ_ACL_UNSAFE
+
+from mesolite.zookeeper.url import ZooKeeperUrl, parse_zookeeper_url
+
+log = logging.getLogger(__name__)
+
+Result = TypeVar("Result")
+
+# Everyone may read what we create (detectors run without credentials, as Mesos's do); only we may change it.
+EVERYONE_READ_CREATOR_ALL_ACL = CREATOR_ALL_ACL + READ_ACL_UNSAFE
+
+
+class SessionState(enum.Enum):
+    """What the session means for whoever relies on it (the names are kazoo's)."""
+
+    CONNECTED = "CONNECTED"  # connected; ephemeral nodes of this session exist
+    SUSPENDED = "SUSPENDED"  # connection dropped: the session may or may not survive; act as if it did not
+    LOST = "LOST"  # the session is gone (expired or closed): its ephemeral nodes are gone too
+
+
+StateListener = Callable[[SessionState], Awaitable[None] | None]
+
+
+class ZooKeeperSession:
+    """One ZooKeeper session for an asyncio program.
+
+    Kazoo runs its own threads; this class hands everything back to the event loop: state changes go to
+    listeners registered with `add_state_listener` (called in order, on the loop), and blocking kazoo calls
+    run in a worker thread through `run`. After LOST, kazoo keeps trying and a CONNECTED follows with a
+    fresh session; listeners that own ephemeral nodes must recreate them then.
+    """
+
+    def __init__(self, url: ZooKeeperUrl | str, session_timeout: float = 10.0) -> None:
+        self.url = parse_zookeeper_url(url) if isinstance(url, str) else url
+        auth_data = [("digest", self.url.digest)] if self.url.digest else None
+        self.client = KazooClient(
+            hosts=self.url.hosts,
+            timeout=session_timeout,
+            auth_data=auth_data,
+            default_acl=EVERYONE_READ_CREATOR_ALL_ACL if auth_data else None,
+            # Never give up reconnecting: a master or agent outlives ZooKeeper outages.
+            connection_retry=KazooRetry(max_tries=-1, delay=0.1, max_delay=2.0),
+            command_retry=KazooRetry(max_tries=3, delay=0.1, max_delay=1.0),
+        )
+        self.state = SessionState.LOST
+        self._listeners: list[StateListener] = []
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._delivery: asyncio.Queue[SessionState] | None = None
+        self._delivery_task: asyncio.Task | None = None
+
+    @property
+    def connected(self) -> bool:
+        """True only while the session is usable, judged by kazoo itself (not by what was delivered yet)."""
+        return self.state == SessionState.CONNECTED and self.client.state == KazooState.CONNECTED
+
+    def add_state_listener(self, listener: StateListener) -> None:
+        """Call `listener(state)` on the event loop for every state change, in order."""
+        self._listeners.append(listener)
+
+    def remove_state_listener(self, listener: StateListener) -> None:
+        if listener in self._listeners:
+            self._listeners.remove(listener)
+
+    async def start(self, timeout: float = 15.0) -> None:  # noqa: ASYNC109 - the contract's signature
+        """Connect; `TimeoutError` naming the servers if no session is established within `timeout` seconds."""
+        self._loop = asyncio.get_running_loop()
+        self._delivery = asyncio.Queue()
+        self._delivery_task = asyncio.create_task(self._deliver_states(), name="zookeeper-session-states")
+        self.client.add_listener(self._on_kazoo_state)
+        try:
+            await asyncio.to_thread(self.client.start, timeout)
+        except KazooTimeoutError as error:
+            await self.stop()
+            raise TimeoutError(f"could not connect to ZooKeeper at {self.url.hosts} within {timeout:g}s") from error
+        self._on_kazoo_state(KazooState.CONNECTED)
+
+    async def stop(self) -> None:
+        """Close the session: listeners hear LOST first (its ephemeral nodes go away with it), then it closes."""
+        self.client.remove_listener(self._on_kazoo_state)
+        if self._delivery_task is not None:
+            self._delivery_task.cancel()
+            self._delivery_task = None
+        await self._set_state(SessionState.LOST)
+        await asyncio.to_thread(self._close_client)
+
+    def _close_client(self) -> None:
+        self.client.stop()
+        self.client.close()
+
+    async def run(self, function: Callable[..., Result], *args: Any, **kwargs: Any) -> Result:
+        """Run a blocking kazoo call (e.g. `session.client.get`) in a worker thread."""
+        return await asyncio.to_thread(functools.partial(function, *args, **kwargs))
+
+    def call_soon(self, callback: Callable[..., Any], *args: Any) -> None:
+        """Schedule `callback(*args)` on the event loop from a kazoo thread (for watch callbacks)."""
+        if self._loop is not None and not self._loop.is_closed():
+            self._loop.call_soon_threadsafe(callback, *args)
+
+    def _on_kazoo_state(self, state: str) -> None:
+        # Called from kazoo's threads: only hand the state over, never block here.
+        if self._loop is None or self._loop.is_closed() or self._delivery is None:
+            return
+        self._loop.call_soon_threadsafe(self._delivery.put_nowait, SessionState(state))
+
+    async def _deliver_states(self) -> None:
+        assert self._delivery is not None
+        while True:
+            await self._set_state(await self._delivery.get())
+
+    async def _set_state(self, state: SessionState) -> None:
+        if state == self.state:
+            return
+        log.info("ZooKeeper session %s: %s -> %s", self.url, self.state.value, state.value)
+        self.state = state
+        for listener in list(self._listeners):
+            try:
+                outcome = listener(state)
+                if asyncio.iscoroutine(outcome):
+                    await outcome
+            except Exception:
+                log.exception("ZooKeeper state listener %r failed on %s", listener, state.value)
+
+    async def __aenter__(self) -> ZooKeeperSession:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.stop()

@@ -1,0 +1,231 @@
+"""Docker tasks on a real `mesolite agent` process with `--containerizers=docker,mesos` and the real dockerd.
+
+The master is the agent tests' fake (tests/agent/agent_fake_master.py), which shows every status update
+the agent sends and acknowledges them; the same tasks through the real master are in
+test_docker_cluster.py.
+"""
+
+# ruff: noqa: F811 - pytest fixtures imported from docker_testing are redefined as parameters
+
+from __future__ import annotations
+
+import random
+import signal
+import sys
+import urllib.request
+import uuid
+from pathlib import Path
+
+import pytest
+from docker_testing import (  # noqa: F401 - fixtures
+    TEST_LABEL,
+    TEST_SESSION,
+    cleanup_containers,
+    docker_api,
+    nginx_image,
+    port_is_free,
+    requires_docker,
+    rootfs_image,
+)
+
+from conftest import free_port, wait_for
+from mesolite.agent.containerizers.docker import LABEL_TASK_ID, LABEL_WORK_DIR
+
+# The agent engineer's helpers: an agent process in a private work dir, and the fake master.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "agent"))
+from agent_fake_master import FakeMaster
+from agent_testing import AgentHome, agent_tasks, get_json, read_sandbox_file
+
+pytestmark = [
+    pytest.mark.docker,
+    pytest.mark.integration,
+    requires_docker,
+    pytest.mark.usefixtures("cleanup_containers"),
+]
+
+PORTS = (31000, 32000)  # AgentHome's --resources
+
+
+@pytest.fixture
+def master():
+    fake = FakeMaster(free_port())
+    yield fake
+    fake.stop()
+
+
+@pytest.fixture
+def home(tmp_path):
+    agent_home = AgentHome.create(tmp_path)
+    yield agent_home
+    agent_home.kill_tasks()
+
+
+def start_agent(launcher, home: AgentHome, master: FakeMaster, *extra: str):
+    arguments = home.arguments(master.address(), "--containerizers=docker,mesos", *extra)
+    agent = launcher.start("agent", *arguments, port=home.port)
+    wait_for(lambda: get_json(agent.url("/metrics/snapshot"))["slave/registered"] == 1.0, 20, what="registration")
+    return agent
+
+
+def wait_for_state(master: FakeMaster, task_id: str, state: str, timeout: float = 30) -> dict:
+    def reached():
+        return next((u for u in master.updates(task_id) if u["status"]["state"] == state), None)
+
+    return wait_for(reached, timeout, what=f"{task_id} to be {state} (so far {master.states(task_id)})")
+
+
+def run_docker_task(master: FakeMaster, task_id: str, docker_info: dict, command: dict, resources: str) -> None:
+    master.run_task(
+        task_id,
+        command,
+        resources=resources,
+        container={"type": "DOCKER", "docker": docker_info},
+        labels={"labels": [{"key": TEST_LABEL, "value": TEST_SESSION}]},
+    )
+
+
+def container_of(docker_api, task_id: str) -> dict:
+    found = docker_api.containers(all=True, filters={"label": f"{LABEL_TASK_ID}={task_id}"})
+    assert len(found) == 1, f"{len(found)} containers for task {task_id}"
+    return docker_api.inspect_container(found[0]["Id"])
+
+
+def free_port_in_agent_range() -> int:
+    """A port of the agent's ports resource that nothing listens on (tried from a random start)."""
+    start = PORTS[0] + random.randrange(PORTS[1] - PORTS[0])
+    for offset in range(PORTS[1] - PORTS[0]):
+        port = PORTS[0] + (start - PORTS[0] + offset) % (PORTS[1] - PORTS[0])
+        if port_is_free(port) and port_is_free(port + 1):
+            return port
+    pytest.fail(f"no free port in the agent's ports range {PORTS}")
+
+
+def test_bridge_nginx_through_the_agent(launcher, home, master, nginx_image, docker_api):
+    agent = start_agent(launcher, home, master)
+    host_port = free_port_in_agent_range()
+    run_docker_task(
+        master,
+        "web",
+        {
+            "image": "nginx",  # as the reference nginx.json names it
+            "network": "BRIDGE",
+            "port_mappings": [{"host_port": host_port, "container_port": 80, "protocol": "tcp"}],
+        },
+        {"shell": False},
+        f"cpus:0.1;mem:64;ports:[{host_port}-{host_port}]",
+    )
+    running = wait_for_state(master, "web", "TASK_RUNNING")
+    assert master.states("web") == ["TASK_STARTING", "TASK_RUNNING"]
+    network = running["status"]["container_status"]["network_infos"][0]
+    assert network["port_mappings"] == [{"host_port": host_port, "container_port": 80, "protocol": "tcp"}]
+    assert network["ip_addresses"][0]["ip_address"]
+
+    container = container_of(docker_api, "web")
+    assert container["Name"].startswith("/mesos-")
+    assert container["Config"]["Labels"][LABEL_WORK_DIR] == str(home.work_dir)
+
+    def page() -> str | None:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{host_port}/", timeout=2) as response:
+                return response.read().decode()
+        except OSError:
+            return None
+
+    assert "Welcome to nginx!" in wait_for(page, 15, what="nginx at the mapped host port")
+    directory = agent_tasks(agent.url())["web"]["directory"]
+    wait_for(
+        lambda: "GET / HTTP" in read_sandbox_file(agent.url(), directory, "stdout"),
+        10,
+        what="nginx's access log through /files/read",
+    )
+
+    master.kill_task("web", grace_seconds=3)
+    wait_for_state(master, "web", "TASK_KILLED", timeout=3 + 10)
+
+
+def test_refused_and_failed_docker_tasks(launcher, home, master, rootfs_image):
+    start_agent(launcher, home, master)
+    host_port = free_port_in_agent_range()
+    run_docker_task(
+        master,
+        "outside",
+        {
+            "image": rootfs_image,
+            "network": "BRIDGE",
+            "port_mappings": [{"host_port": host_port + 1, "container_port": 80}],
+        },
+        {"value": "sleep 60"},
+        f"cpus:0.1;mem:64;ports:[{host_port}-{host_port}]",
+    )
+    error = wait_for_state(master, "outside", "TASK_ERROR")["status"]
+    assert f"host_port {host_port + 1} is not in the task's ports resource" in error["message"]
+
+    run_docker_task(master, "privileged", {"image": rootfs_image, "privileged": True}, {"value": "true"}, "cpus:0.1")
+    error = wait_for_state(master, "privileged", "TASK_ERROR")["status"]
+    assert "privileged is not allowed" in error["message"]
+
+    missing = f"mesolite-test/missing-{uuid.uuid4().hex[:8]}:1"
+    run_docker_task(master, "missing", {"image": missing}, {"value": "true"}, "cpus:0.1;mem:32")
+    failed = wait_for_state(master, "missing", "TASK_FAILED")["status"]
+    assert f"Image '{missing}'" in failed["message"]
+    assert "TASK_RUNNING" not in master.states("missing")
+
+
+def test_agent_sigkill_and_restart_with_three_containers_and_two_command_tasks(
+    launcher, home, master, rootfs_image, docker_api
+):
+    agent = start_agent(launcher, home, master)
+    agent_id = master.agent_ids[-1]
+    containers = ("docker-a", "docker-b", "docker-c")
+    for name in containers:
+        run_docker_task(
+            master, name, {"image": rootfs_image}, {"value": "echo started; exec sleep 600"}, "cpus:0.1;mem:32"
+        )
+    for name in ("command-a", "command-b"):
+        master.run_task(name, {"value": "exec sleep 600"})
+    for name in (*containers, "command-a", "command-b"):
+        wait_for_state(master, name, "TASK_RUNNING")
+    started = {name: container_of(docker_api, name)["State"]["StartedAt"] for name in containers}
+    sent_before = len(master.updates())
+
+    agent.kill(signal.SIGKILL)
+    restarted = start_agent(launcher, home, master)
+
+    assert master.subscriptions[-1]["type"] == "REREGISTER"
+    assert master.agent_ids[-1] == agent_id
+    tasks = agent_tasks(restarted.url())
+    everything = (*containers, "command-a", "command-b")
+    assert {name: tasks[name]["state"] for name in everything} == dict.fromkeys(everything, "TASK_RUNNING")
+    for name in containers:
+        container = container_of(docker_api, name)
+        assert container["State"]["Running"], f"{name}'s container stopped"
+        assert container["State"]["StartedAt"] == started[name], f"{name}'s container was restarted"
+        assert container["RestartCount"] == 0
+    # All was acknowledged before the restart: nothing may be delivered again as new.
+    assert len(master.updates()) == sent_before
+
+    # The restarted agent still controls its containers.
+    master.kill_task("docker-b", grace_seconds=1)
+    wait_for_state(master, "docker-b", "TASK_KILLED")
+    assert docker_api.containers(all=True, filters={"label": f"{LABEL_TASK_ID}=docker-b"}) == []
+
+
+def test_an_orphaned_container_is_removed_and_logged_when_the_agent_starts(
+    launcher, home, master, rootfs_image, docker_api
+):
+    name = f"mesos-{uuid.uuid4()}"
+    docker_api.create_container(
+        rootfs_image,
+        command=["sleep", "600"],
+        name=name,
+        labels={TEST_LABEL: TEST_SESSION, LABEL_WORK_DIR: str(home.work_dir), LABEL_TASK_ID: "left-behind"},
+    )
+    docker_api.start(name)
+
+    agent = start_agent(launcher, home, master)
+
+    # The agent cleans orphans in the background (a slow dockerd must not delay its registration).
+    wait_for(lambda: docker_api.containers(all=True, filters={"name": name}) == [], 30, what=f"{name} to be removed")
+    log = wait_for(lambda: name in agent.log() and agent.log(), 10, what="the orphan in the agent's log")
+    line = next(line for line in log.splitlines() if name in line)
+    assert "orphan" in line and "left-behind" in line

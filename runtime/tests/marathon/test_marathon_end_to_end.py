@@ -1,0 +1,229 @@
+"""Marathon end to end: real ZooKeeper, the real master and agents, tasks as real processes.
+
+The marathon-python client (0.13, strict about every field) is the independent client.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import signal
+import urllib.request
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+from marathon_testing import http, start_marathon
+
+import marathon as marathon_python
+from conftest import free_port, wait_for
+from mesolite.agent import processes
+
+pytestmark = pytest.mark.integration
+
+SERVE = "exec python3 -m http.server --bind 127.0.0.1 $PORT0"
+
+
+@dataclass
+class Cluster:
+    mesos_zk: str
+    marathon_zk: str
+    launcher: object
+    directory: Path
+    agents: list = field(default_factory=list)
+    masters: list = field(default_factory=list)
+    marathons: list = field(default_factory=list)
+
+    def start_master(self):
+        port = free_port()
+        master = self.launcher.start(
+            "master", "master", f"--zk={self.mesos_zk}", "--ip=127.0.0.1", "--hostname=127.0.0.1",
+            f"--port={port}", f"--work_dir={self.directory / f'master-{port}'}", "--quorum=1",
+            "--allocation_interval=100ms", port=port,
+        )  # fmt: skip
+        self.masters.append(master)
+        return master
+
+    def start_agent(self, hostname: str, attributes: str = "", resources: str = "cpus:2;mem:2048;disk:4096"):
+        port = free_port()
+        work = self.directory / f"agent-{port}"
+        work.mkdir()
+        boot_id = self.directory / f"boot-{port}"
+        boot_id.write_text(str(uuid.uuid4()) + "\n")
+        ports = f"ports:[{31000 + 100 * len(self.agents)}-{31099 + 100 * len(self.agents)}]"
+        agent = self.launcher.start(
+            f"agent-{hostname}", "agent", f"--master={self.mesos_zk}", "--ip=127.0.0.1", f"--hostname={hostname}",
+            f"--port={port}", f"--work_dir={work}", f"--boot_id_file={boot_id}", f"--resources={resources};{ports}",
+            f"--attributes={attributes}", "--registration_backoff_factor=200ms", port=port,
+        )  # fmt: skip
+        agent.work_dir = work
+        self.agents.append(agent)
+        return agent
+
+    def start_marathon(self, *extra: str):
+        started = start_marathon(self.launcher, self.mesos_zk, self.marathon_zk, *extra, name="marathon")
+        self.marathons.append(started)
+        return started
+
+    def kill_tasks(self) -> None:
+        """Executors outlive agents by design: tests leave none behind."""
+        for agent in self.agents:
+            for pid_file in agent.work_dir.glob("meta/slaves/*/frameworks/*/executors/*/runs/*/pids/executor.pid"):
+                identity = processes.read_identity(pid_file)
+                if identity is not None:
+                    processes.signal_process(identity, signal.SIGKILL)
+
+
+@pytest.fixture
+def cluster(zookeeper, launcher, tmp_path):
+    root = zookeeper.url("")
+    built = Cluster(f"{root}/mesos", f"{root}/marathon", launcher, tmp_path)
+    built.start_master()
+    yield built
+    built.kill_tasks()
+
+
+def client_of(service) -> marathon_python.MarathonClient:
+    return marathon_python.MarathonClient(service.url(), timeout=15)
+
+
+def running_tasks(client, app_id: str) -> list:
+    return [t for t in client.list_tasks(app_id) if t.state == "TASK_RUNNING"]
+
+
+def answers(host: str, port: int) -> bool:
+    with contextlib.suppress(OSError), urllib.request.urlopen(f"http://{host}:{port}/", timeout=2) as response:
+        return response.status == 200
+    return False
+
+
+def deployments_done(client) -> bool:
+    return client.list_deployments() == []
+
+
+def test_command_app_lifecycle_with_marathon_python(cluster):
+    cluster.start_agent("127.0.0.1")
+    service = cluster.start_marathon()
+    client = client_of(service)
+    app = marathon_python.MarathonApp(cmd=SERVE, cpus=0.1, mem=32, instances=2, ports=[0])
+    created = client.create_app("/web", app)
+    assert created.deployments
+    wait_for(lambda: len(running_tasks(client, "/web")) == 2, 60, what="two running tasks")
+    wait_for(lambda: deployments_done(client), 30, what="the deployment to finish")
+    apps = client.list_apps(embed_tasks=True)
+    assert [len(a.tasks) for a in apps] == [2]
+    # Ports: a host port from the offer's range, the same service port on both, the task serves on PORT0.
+    tasks = client.list_tasks("/web")
+    service_port = apps[0].port_definitions[0].port
+    assert 10000 <= service_port <= 20000
+    for task in tasks:
+        assert 31000 <= task.ports[0] <= 31099 and task.service_ports == [service_port]
+        wait_for(lambda task=task: answers(task.host, task.ports[0]), 20, what="the task to serve on its port")
+    _status, _, text = http("GET", service.url("/v2/tasks"), headers={"Accept": "text/plain"})
+    line = text.strip().split("\n")[0].split("\t")
+    assert line[0] == "web" and line[1] == str(service_port) and len([p for p in line[2:] if p]) == 2
+
+    client.scale_app("/web", instances=3)
+    wait_for(lambda: len(running_tasks(client, "/web")) == 3, 60, what="three running tasks")
+    killed = client.kill_task("/web", tasks[0].id)
+    assert killed.id == tasks[0].id
+    wait_for(lambda: tasks[0].id not in [t.id for t in running_tasks(client, "/web")], 30, what="the kill")
+    wait_for(lambda: len(running_tasks(client, "/web")) == 3, 60, what="the replacement")
+    current = [t.id for t in running_tasks(client, "/web")]
+    assert client.kill_given_tasks(current[:1], scale=True)
+    wait_for(lambda: client.get_app("/web").instances == 2, 10, what="the scale-down")
+    wait_for(lambda: len(running_tasks(client, "/web")) == 2, 60, what="two tasks again")
+
+    client.update_app("/web", marathon_python.MarathonApp(cmd=SERVE + " # v2"))
+    wait_for(lambda: deployments_done(client), 90, what="the upgrade")
+    upgraded = client.get_app("/web", embed_tasks=True)
+    assert {t.version for t in upgraded.tasks} == {upgraded.version}
+    assert upgraded.port_definitions[0].port == service_port, "the service port stays across updates"
+
+    client.delete_app("/web")
+    wait_for(lambda: client.list_apps() == [] and client.list_tasks() == [], 60, what="the app and its tasks to go")
+
+
+def test_reference_nginx_json_through_http_post(cluster):
+    cluster.start_agent("127.0.0.1")
+    service = cluster.start_marathon()
+    nginx = {
+        "id": "nginx-like",
+        "cpus": 0.2,
+        "mem": 32.0,
+        "instances": 1,
+        "constraints": [["hostname", "UNIQUE", ""]],
+        "cmd": SERVE,
+        "portDefinitions": [{"port": 0, "protocol": "tcp"}],
+    }
+    status, _headers, body = http("POST", service.url("/v2/apps"), nginx)
+    assert status == 201, body
+    client = client_of(service)
+    wait_for(lambda: len(running_tasks(client, "/nginx-like")) == 1, 60, what="the task")
+    task = running_tasks(client, "/nginx-like")[0]
+    assert 31000 <= task.ports[0] <= 32000
+
+
+def test_constraints_spread_and_say_why_they_wait(cluster):
+    cluster.start_agent("127.0.0.1", attributes="rack:r1")
+    cluster.start_agent("localhost", attributes="rack:r2")
+    service = cluster.start_marathon()
+    client = client_of(service)
+    unique = {"id": "unique", "cmd": "sleep 600", "cpus": 0.1, "mem": 16, "instances": 3,
+              "constraints": [["hostname", "UNIQUE"]]}  # fmt: skip
+    assert http("POST", service.url("/v2/apps"), unique)[0] == 201
+    wait_for(lambda: len(running_tasks(client, "/unique")) == 2, 60, what="one task per host")
+    assert sorted(t.host for t in running_tasks(client, "/unique")) == ["127.0.0.1", "localhost"]
+
+    def waiting_reason():
+        app = http("GET", service.url("/v2/apps/unique"))[2]["app"]
+        return (app.get("waiting") or {}).get("summary", "")
+
+    wait_for(lambda: "constraint hostname:UNIQUE" in waiting_reason(), 30, what="the reason in the app")
+    queue = http("GET", service.url("/v2/queue"))[2]["queue"]
+    assert queue[0]["count"] == 1 and "hostname:UNIQUE" in queue[0]["processedOffersSummary"]["summary"]
+
+    cluster_app = {"id": "rack-two", "cmd": "sleep 600", "cpus": 0.1, "mem": 16, "instances": 2,
+                   "constraints": [["rack", "CLUSTER", "r2"]]}  # fmt: skip
+    assert http("POST", service.url("/v2/apps"), cluster_app)[0] == 201
+    wait_for(lambda: len(running_tasks(client, "/rack-two")) == 2, 60, what="the CLUSTER app")
+    assert {t.host for t in running_tasks(client, "/rack-two")} == {"localhost"}
+
+    spread = {"id": "spread", "cmd": "sleep 600", "cpus": 0.1, "mem": 16, "instances": 4,
+              "constraints": [["rack", "GROUP_BY", "2"], ["hostname", "LIKE", "127.*|localhost"],
+                              ["hostname", "MAX_PER", "2"]]}  # fmt: skip
+    assert http("POST", service.url("/v2/apps"), spread)[0] == 201
+    wait_for(lambda: len(running_tasks(client, "/spread")) == 4, 60, what="the spread app")
+    hosts = [t.host for t in running_tasks(client, "/spread")]
+    assert sorted(hosts) == ["127.0.0.1", "127.0.0.1", "localhost", "localhost"]
+
+    unlike = {"id": "not-local", "cmd": "sleep 600", "cpus": 0.1, "mem": 16, "instances": 1,
+              "constraints": [["hostname", "UNLIKE", "localhost"], ["rack", "IS", "r1"]]}  # fmt: skip
+    assert http("POST", service.url("/v2/apps"), unlike)[0] == 201
+    wait_for(lambda: len(running_tasks(client, "/not-local")) == 1, 60, what="the UNLIKE app")
+    assert running_tasks(client, "/not-local")[0].host == "127.0.0.1"
+
+    too_big = {"id": "too-big", "cmd": "sleep 600", "cpus": 5, "mem": 16}
+    assert http("POST", service.url("/v2/apps"), too_big)[0] == 201
+
+    def big_reason():
+        app = http("GET", service.url("/v2/apps/too-big"))[2]["app"]
+        return (app.get("waiting") or {}).get("summary", "")
+
+    wait_for(lambda: "insufficient cpus (need 5, largest" in big_reason(), 30, what="insufficient cpus")
+
+
+def test_failing_health_check_gets_the_task_replaced(cluster):
+    cluster.start_agent("127.0.0.1")
+    service = cluster.start_marathon()
+    client = client_of(service)
+    # The task serves for a while, then stops answering (but keeps running): Marathon must kill and replace it.
+    flaky = "python3 -m http.server --bind 127.0.0.1 $PORT0 & server=$!; sleep 4; kill $server; exec sleep 600"
+    app = {"id": "flaky", "cmd": flaky, "cpus": 0.1, "mem": 32, "instances": 1,
+           "healthChecks": [{"protocol": "HTTP", "path": "/", "intervalSeconds": 1, "timeoutSeconds": 1,
+                             "gracePeriodSeconds": 30, "maxConsecutiveFailures": 2}]}  # fmt: skip
+    assert http("POST", service.url("/v2/apps"), app)[0] == 201
+    wait_for(lambda: client.get_app("/flaky").tasks_healthy == 1, 60, what="a healthy task")
+    first = running_tasks(client, "/flaky")[0].id
+    wait_for(lambda: first not in [t.id for t in client.list_tasks("/flaky")], 60, what="the unhealthy task killed")
+    wait_for(lambda: client.get_app("/flaky").tasks_healthy == 1, 60, what="a healthy replacement")

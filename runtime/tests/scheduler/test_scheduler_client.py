@@ -1,0 +1,269 @@
+"""SchedulerClient against scripted masters over real HTTP (and a real ZooKeeper for detection).
+
+The masters here are small aiohttp servers that play scripted parts (a non-leader that redirects, a leader
+that falls silent, one that refuses): the real master cannot be made to misbehave on cue. The client against
+the real master is exercised by tests/cli (mesos-execute).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import pytest
+from aiohttp import web
+
+from mesolite.protocol.recordio import encode
+from mesolite.scheduler.client import SchedulerClient, SchedulerError, parse_master
+from mesolite.zookeeper.detector import ip_to_uint32
+from mesolite.zookeeper.session import ZooKeeperSession
+
+
+class ScriptedMaster:
+    """A stand-in master: records every request, answers SUBSCRIBE with a stream it controls."""
+
+    def __init__(self, heartbeat_interval: float = 15.0) -> None:
+        self.heartbeat_interval = heartbeat_interval
+        self.subscribes: list[dict] = []
+        self.calls: list[tuple[dict, str | None]] = []
+        self.redirect_to: str | None = None
+        self.refuse_with: int | None = None
+        self.streams: list[web.StreamResponse] = []
+        self.runner: web.AppRunner | None = None
+        self.address = ""
+
+    async def start(self) -> ScriptedMaster:
+        app = web.Application()
+        app.router.add_post("/api/v1/scheduler", self.handle)
+        self.runner = web.AppRunner(app)
+        await self.runner.setup()
+        site = web.TCPSite(self.runner, "127.0.0.1", 0)
+        await site.start()
+        self.address = f"127.0.0.1:{site._server.sockets[0].getsockname()[1]}"
+        return self
+
+    async def stop(self) -> None:
+        assert self.runner is not None
+        await self.runner.cleanup()
+
+    async def handle(self, request: web.Request) -> web.StreamResponse:
+        call = await request.json()
+        if call["type"] != "SUBSCRIBE":
+            self.calls.append((call, request.headers.get("Mesos-Stream-Id")))
+            return web.Response(status=202)
+        self.subscribes.append(call)
+        if self.redirect_to:
+            return web.Response(status=307, headers={"Location": f"//{self.redirect_to}/api/v1/scheduler"})
+        if self.refuse_with:
+            return web.Response(status=self.refuse_with, text="framework_info.name is missing")
+        framework_id = (call.get("framework_id") or {}).get("value") or "framework-1"
+        stream = web.StreamResponse(headers={"Mesos-Stream-Id": f"stream-{len(self.subscribes)}"})
+        stream.content_type = "application/json"
+        stream.enable_chunked_encoding()
+        await stream.prepare(request)
+        self.streams.append(stream)
+        await self.send(
+            {
+                "type": "SUBSCRIBED",
+                "subscribed": {
+                    "framework_id": {"value": framework_id},
+                    "heartbeat_interval_seconds": self.heartbeat_interval,
+                },
+            },
+            stream,
+        )
+        try:
+            while not request.transport.is_closing():  # noqa: ASYNC110 - a transport has no event to await
+                await asyncio.sleep(0.05)
+        except asyncio.CancelledError:
+            pass
+        return stream
+
+    async def send(self, event: dict, stream: web.StreamResponse | None = None) -> None:
+        await (stream or self.streams[-1]).write(encode(json.dumps(event).encode()))
+
+    async def close_streams(self) -> None:
+        for stream in self.streams:
+            stream.force_close()
+            if stream._req is not None and stream._req.transport is not None:
+                stream._req.transport.close()
+
+
+@pytest.fixture
+async def master():
+    started = await ScriptedMaster().start()
+    yield started
+    await started.stop()
+
+
+class Framework:
+    """Runs a SchedulerClient in the background and collects its events."""
+
+    def __init__(self, master_spec: str, **options) -> None:
+        self.events: list[dict] = []
+        self.client = SchedulerClient(
+            master_spec, {"user": "root", "name": "test-framework"}, self.events.append, reconnect_delay=0.1, **options
+        )
+        self.task: asyncio.Task | None = None
+
+    def start(self) -> Framework:
+        self.task = asyncio.create_task(self.client.run())
+        return self
+
+    async def wait_for(self, predicate, what: str, within: float = 10.0) -> None:
+        async with asyncio.timeout(within):
+            while not predicate():
+                if self.task is not None and self.task.done():
+                    self.task.result()  # raises what run() raised
+                    pytest.fail(f"client stopped while waiting for {what}")
+                await asyncio.sleep(0.02)
+
+    async def stop(self) -> None:
+        await self.client.stop()
+        if self.task is not None:
+            await asyncio.wait_for(self.task, 10)
+
+
+def event_types(framework: Framework) -> list[str]:
+    return [event["type"] for event in framework.events]
+
+
+@pytest.mark.parametrize(
+    ("spec", "expected"),
+    [
+        ("zk://10.0.0.1:2181/mesos", ("zk://10.0.0.1:2181/mesos", None)),
+        ("10.0.0.1:5050", (None, "10.0.0.1:5050")),
+        ("http://master.local:5050/", (None, "master.local:5050")),
+    ],
+)
+def test_parse_master(spec, expected):
+    assert parse_master(spec) == expected
+
+
+def test_parse_master_reads_files(tmp_path):
+    (tmp_path / "zk").write_text("zk://10.0.0.1:2181/mesos\n")
+    assert parse_master(f"file://{tmp_path / 'zk'}") == ("zk://10.0.0.1:2181/mesos", None)
+
+
+@pytest.mark.parametrize("spec", ["master", "10.0.0.1", "10.0.0.1:port", "10.0.0.1:0"])
+def test_parse_master_errors(spec):
+    with pytest.raises(ValueError, match="expected zk://host:port/path, file:///path or host:port"):
+        parse_master(spec)
+
+
+async def test_subscribes_and_sends_calls_with_stream_and_framework_id(master):
+    framework = Framework(master.address).start()
+    try:
+        await framework.wait_for(lambda: framework.client.framework_id, "SUBSCRIBED")
+        assert master.subscribes[0]["subscribe"]["framework_info"]["name"] == "test-framework"
+        await master.send({"type": "HEARTBEAT"})
+        await framework.wait_for(lambda: "HEARTBEAT" in event_types(framework), "HEARTBEAT")
+        await framework.client.decline(["offer-1"], {"refuse_seconds": 5.0})
+        await framework.client.acknowledge(
+            {"task_id": {"value": "t"}, "agent_id": {"value": "a"}, "uuid": "AAAA", "state": "TASK_RUNNING"}
+        )
+        await framework.client.acknowledge({"task_id": {"value": "t"}, "state": "TASK_LOST"})  # no uuid: no call
+        (decline, stream_id), (acknowledge, _) = master.calls
+        assert stream_id == "stream-1"
+        assert decline == {
+            "framework_id": {"value": "framework-1"},
+            "type": "DECLINE",
+            "decline": {"offer_ids": [{"value": "offer-1"}], "filters": {"refuse_seconds": 5.0}},
+        }
+        assert acknowledge["acknowledge"] == {"agent_id": {"value": "a"}, "task_id": {"value": "t"}, "uuid": "AAAA"}
+    finally:
+        await framework.stop()
+
+
+async def test_follows_a_redirect_from_a_non_leader(master):
+    follower = await ScriptedMaster().start()
+    follower.redirect_to = master.address
+    framework = Framework(follower.address).start()
+    try:
+        await framework.wait_for(lambda: framework.client.subscribed.is_set(), "SUBSCRIBED via redirect")
+        assert framework.client.master_address == master.address
+        assert len(follower.subscribes) == 1
+    finally:
+        await framework.stop()
+        await follower.stop()
+
+
+async def test_resubscribes_with_the_same_framework_id_when_the_stream_ends(master):
+    framework = Framework(master.address).start()
+    try:
+        await framework.wait_for(lambda: framework.client.subscribed.is_set(), "SUBSCRIBED")
+        await master.close_streams()
+        await framework.wait_for(lambda: len(master.subscribes) == 2, "a second SUBSCRIBE")
+        again = master.subscribes[1]
+        assert again["framework_id"] == {"value": "framework-1"}
+        assert again["subscribe"]["framework_info"]["id"] == {"value": "framework-1"}
+        await framework.wait_for(lambda: framework.client.stream_id == "stream-2", "the new stream id")
+    finally:
+        await framework.stop()
+
+
+async def test_reconnects_when_heartbeats_stop():
+    silent = await ScriptedMaster(heartbeat_interval=0.2).start()
+    framework = Framework(silent.address, missed_heartbeats=2).start()
+    try:
+        # SUBSCRIBED announces 0.2 s heartbeats; none follow, so after 2 intervals the client reconnects.
+        await framework.wait_for(lambda: len(silent.subscribes) >= 2, "a re-subscription after silence", 5)
+        assert silent.subscribes[1]["framework_id"] == {"value": "framework-1"}
+    finally:
+        await framework.stop()
+        await silent.stop()
+
+
+async def test_refused_subscription_raises(master):
+    master.refuse_with = 400
+    framework = Framework(master.address).start()
+    with pytest.raises(SchedulerError, match=r"HTTP 400: framework_info\.name is missing"):
+        await asyncio.wait_for(framework.task, 10)
+
+
+async def test_error_event_ends_run(master):
+    framework = Framework(master.address).start()
+    await framework.wait_for(lambda: framework.client.subscribed.is_set(), "SUBSCRIBED")
+    await master.send({"type": "ERROR", "error": {"message": "Framework has been removed"}})
+    await asyncio.wait_for(framework.task, 10)
+    assert event_types(framework) == ["SUBSCRIBED", "ERROR"]
+
+
+async def test_calls_before_subscribing_are_refused_clearly(master):
+    framework = Framework(master.address)
+    with pytest.raises(Exception, match="not subscribed"):
+        await framework.client.revive()
+
+
+def master_info(address: str) -> dict:
+    ip, port = address.split(":")
+    return {"id": address, "ip": ip_to_uint32(ip), "port": int(port), "pid": f"master@{address}",
+            "hostname": "localhost", "address": {"hostname": "localhost", "ip": ip, "port": int(port)}}  # fmt: skip
+
+
+@pytest.mark.integration
+async def test_detects_the_leader_in_zookeeper_and_follows_a_change(zookeeper, master):
+    second = await ScriptedMaster().start()
+    url = zookeeper.url()
+    async with ZooKeeperSession(url) as session:
+        await session.run(session.client.ensure_path, session.url.path)
+        first_node = await session.run(
+            session.client.create, session.url.child("json.info_"), json.dumps(master_info(master.address)).encode(),
+            sequence=True,
+        )  # fmt: skip
+        framework = Framework(url).start()
+        try:
+            await framework.wait_for(lambda: framework.client.subscribed.is_set(), "SUBSCRIBED via ZooKeeper")
+            assert framework.client.master_address == master.address
+            # Failover: the old leader's znode goes, a new leader registers.
+            await session.run(
+                session.client.create, session.url.child("json.info_"),
+                json.dumps(master_info(second.address)).encode(), sequence=True,
+            )  # fmt: skip
+            await session.run(session.client.delete, first_node)
+            await framework.wait_for(lambda: second.subscribes, "a SUBSCRIBE at the new leader")
+            assert second.subscribes[0]["framework_id"] == {"value": "framework-1"}
+            await framework.wait_for(lambda: framework.client.master_address == second.address, "the switch")
+        finally:
+            await framework.stop()
+            await second.stop()

@@ -1,0 +1,170 @@
+"""Leader detection: Mesos's json.info_ nodes, legacy protobuf info_ nodes, changes of leader, timeouts."""
+
+# ruff: noqa: F811 - pytest fixtures imported from zookeeper_testing are redefined as parameters
+
+import asyncio
+import json
+
+import pytest
+from zookeeper_testing import TEST_SESSION_TIMEOUT, eventually, session, zk_url  # noqa: F401 - fixtures
+
+from mesolite.zookeeper.contender import Contender
+from mesolite.zookeeper.detector import (
+    MasterDetector,
+    detect_leading_master,
+    ip_to_uint32,
+    master_address,
+    uint32_to_ip,
+)
+from mesolite.zookeeper.session import ZooKeeperSession
+
+
+@pytest.mark.parametrize(
+    ("ip", "packed"),
+    # Mesos stores in_addr.s_addr: network-order bytes read as a host (little-endian) uint32.
+    [("127.0.0.1", 16777343), ("192.168.56.11", 188262592), ("10.0.0.1", 16777226), ("0.0.0.0", 0)],
+)
+def test_ip_packing_matches_mesos(ip, packed):
+    assert ip_to_uint32(ip) == packed
+    assert uint32_to_ip(packed) == ip
+
+
+@pytest.mark.parametrize(
+    ("info", "address"),
+    [
+        ({"address": {"ip": "192.168.56.11", "port": 5050}, "ip": 1, "port": 1}, "192.168.56.11:5050"),
+        ({"ip": 188262592, "port": 5050}, "192.168.56.11:5050"),
+        ({"pid": "master@10.0.0.1:5051"}, "10.0.0.1:5051"),
+    ],
+)
+def test_master_address(info, address):
+    assert master_address(info) == address
+
+
+def test_master_address_without_any_address_is_an_error():
+    with pytest.raises(ValueError, match="no address"):
+        master_address({"id": "x"})
+
+
+def master_info(port: int) -> dict:
+    return {"id": f"m{port}", "ip": ip_to_uint32("127.0.0.1"), "port": port, "pid": f"master@127.0.0.1:{port}",
+            "hostname": "localhost", "version": "1.11.0",
+            "address": {"hostname": "localhost", "ip": "127.0.0.1", "port": port}}  # fmt: skip
+
+
+def legacy_protobuf_master_info(ip: str, port: int) -> bytes:
+    """A MasterInfo protobuf as Mesos < 0.24 wrote it (hand-encoded: id, ip, port, pid, hostname)."""
+
+    def varint(value: int) -> bytes:
+        out = b""
+        while True:
+            byte, value = value & 0x7F, value >> 7
+            out += bytes([byte | (0x80 if value else 0)])
+            if not value:
+                return out
+
+    def field_bytes(number: int, value: bytes) -> bytes:
+        return varint(number << 3 | 2) + varint(len(value)) + value
+
+    return (
+        field_bytes(1, b"legacy-id")
+        + varint(2 << 3) + varint(ip_to_uint32(ip))
+        + varint(3 << 3) + varint(port)
+        + field_bytes(4, f"master@{ip}:{port}".encode())
+        + field_bytes(5, b"oldhost")
+    )  # fmt: skip
+
+
+@pytest.mark.integration
+async def test_detects_the_lowest_json_info_member(session, zk_url):
+    client = session.client
+    await session.run(client.ensure_path, session.url.path)
+    await session.run(client.create, session.url.child("log_replicas"), b"")  # not a member: ignored
+    for port in (5051, 5052):
+        await session.run(client.create, session.url.child("json.info_"), json.dumps(master_info(port)).encode(),
+                          sequence=True)  # fmt: skip
+    leader = await detect_leading_master(zk_url, timeout=5)
+    assert leader == master_info(5051)
+    assert master_address(leader) == "127.0.0.1:5051"
+
+
+@pytest.mark.integration
+async def test_reads_legacy_protobuf_info_members(session, zk_url):
+    await session.run(session.client.ensure_path, session.url.path)
+    await session.run(session.client.create, session.url.child("info_"),
+                      legacy_protobuf_master_info("10.1.2.3", 5050), sequence=True)  # fmt: skip
+    leader = await detect_leading_master(zk_url, timeout=5)
+    assert leader["pid"] == "master@10.1.2.3:5050"
+    assert leader["hostname"] == "oldhost"
+    assert master_address(leader) == "10.1.2.3:5050"
+
+
+@pytest.mark.integration
+async def test_timeout_when_no_master_says_so(zk_url):
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    with pytest.raises(TimeoutError, match=r"no leading master found under zk://.* within 1s"):
+        await detect_leading_master(zk_url, timeout=1)
+    assert loop.time() - started < 4
+
+
+@pytest.mark.integration
+async def test_detector_follows_leader_changes(zk_url):
+    seen: list = []
+    sessions = [ZooKeeperSession(zk_url, session_timeout=TEST_SESSION_TIMEOUT) for _ in range(2)]
+    detector = MasterDetector(zk_url, on_change=seen.append)
+    try:
+        await detector.start()
+        changes = detector.changes()
+        assert await anext(changes) is None  # nobody yet
+        contenders = []
+        for index, started in enumerate(sessions):
+            await started.start()
+            contender = Contender(started, master_info(6000 + index), lambda: None, lambda _reason: None)
+            await contender.start()
+            contenders.append(contender)
+        assert await asyncio.wait_for(anext(changes), 5) == master_info(6000)
+        await contenders[0].stop()
+        assert await asyncio.wait_for(anext(changes), 5) == master_info(6001)
+        await sessions[1].stop()
+        assert await asyncio.wait_for(anext(changes), 5) is None
+        assert seen == [None, master_info(6000), master_info(6001), None]
+        await changes.aclose()
+    finally:
+        await detector.stop()
+        for started in sessions:
+            await started.stop()
+
+
+@pytest.mark.integration
+async def test_detector_waits_for_the_path_to_appear(session, zk_url):
+    detector = MasterDetector(zk_url)
+    await detector.start()
+    try:
+        waiting = asyncio.create_task(detector.wait_for_leader(10))
+        await asyncio.sleep(0.3)
+        assert not waiting.done()
+        await session.run(session.client.ensure_path, session.url.path)
+        await session.run(session.client.create, session.url.child("json.info_"),
+                          json.dumps(master_info(7000)).encode(), sequence=True)  # fmt: skip
+        assert await waiting == master_info(7000)
+    finally:
+        await detector.stop()
+
+
+def test_root_path_is_refused_as_in_mesos():
+    with pytest.raises(ValueError, match="a path is required"):
+        MasterDetector("zk://127.0.0.1:2181/")
+
+
+@pytest.mark.integration
+async def test_undecodable_leader_counts_as_no_leader(session, zk_url):
+    await session.run(session.client.ensure_path, session.url.path)
+    await session.run(session.client.create, session.url.child("json.info_"), b"{not json", sequence=True)
+    detector = MasterDetector(zk_url)
+    await detector.start()
+    try:
+        await eventually(lambda: detector._known.is_set(), what="first reading")
+        assert detector.leader is None
+    finally:
+        await detector.stop()
