@@ -7,6 +7,7 @@ packages=(
   make git python3-venv python3-dev  # the controller's venv
   docker.io                          # lab hosts and Molecule instances are containers
   debootstrap                        # builds the base image without a registry
+  busybox-static                     # the 2 MB test image (images/busybox)
   apt-cacher-ng                      # apt cache that lab/Molecule hosts use (see images/base)
   zookeeper                          # the runtime's integration tests run a real ZooKeeper
   chromium                           # headless browser for the web UI tests (Playwright)

@@ -78,8 +78,11 @@ def main():
     arguments = parser.parse_args()
 
     # kazoo's own log (reconnections, which server it talks to) for when a number looks wrong.
-    logging.basicConfig(filename=arguments.workdir / "kazoo.log", level=logging.INFO,
-                        format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    logging.basicConfig(
+        filename=arguments.workdir / "kazoo.log",
+        level=logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s %(message)s",
+    )
     counters = Counters()
     client = KazooClient(hosts=arguments.hosts, timeout=10)
     client.add_listener(counters.on_state)

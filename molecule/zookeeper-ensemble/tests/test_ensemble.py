@@ -51,7 +51,8 @@ def test_each_host_runs_one_instance_with_its_inventory_position_as_id(host):
     assert host.file(f"/var/lib/zookeeper/zk{position}/myid").content_string.strip() == str(position)
     config = host.file(f"/etc/zookeeper/conf/zk{position}.cfg").content_string.splitlines()
     assert [line for line in config if line.startswith("server.")] == [
-        f"server.{i}={name}:3181:4181" for i, name in enumerate(NAMES, start=1)]
+        f"server.{i}={name}:3181:4181" for i, name in enumerate(NAMES, start=1)
+    ]
 
 
 def test_exactly_one_leader(ensemble):
@@ -75,7 +76,8 @@ def test_a_new_leader_takes_over_within_10_s_and_the_old_one_rejoins_as_follower
     ensemble[leader].check_output(f"systemctl stop zookeeper@{leader_id}")
     try:
         new_leader, seconds = wait_for(
-            lambda: next((name for name in others if mode_of(ensemble[name]) == "leader"), None), timeout=10)
+            lambda: next((name for name in others if mode_of(ensemble[name]) == "leader"), None), timeout=10
+        )
         print(f"new leader {new_leader} elected {seconds:.1f} s after {leader} stopped")
         assert new_leader, f"no new leader 10 s after stopping {leader}: {modes(ensemble)}"
 
@@ -108,9 +110,14 @@ def test_other_plays_learn_the_connect_string():
     playbook = os.path.join(os.path.dirname(__file__), "..", "connect_string.yml")
     # The inventory directory: it also holds the hosts molecule.yml adds (a mesos_masters host).
     inventory = os.path.dirname(os.environ["MOLECULE_INVENTORY_FILE"])
-    result = subprocess.run(["ansible-playbook", "-i", inventory, playbook],
-                            capture_output=True, text=True, timeout=120, check=False,
-                            env=dict(os.environ, PATH=f"{os.path.dirname(sys.executable)}:{os.environ['PATH']}"))
+    result = subprocess.run(
+        ["ansible-playbook", "-i", inventory, playbook],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+        env=dict(os.environ, PATH=f"{os.path.dirname(sys.executable)}:{os.environ['PATH']}"),
+    )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "zk://zk-ens-1:2181,zk-ens-2:2181,zk-ens-3:2181/mesos" in result.stdout
     assert "changed=0" in result.stdout and "changed=1" not in result.stdout

@@ -38,12 +38,21 @@ def test_each_instance_runs_as_its_own_service(host, instance):
 @pytest.mark.parametrize("instance", sorted(INSTANCES))
 def test_each_instance_has_the_reference_config_and_myid(host, instance):
     config = host.file(f"/etc/zookeeper/conf/zk{instance}.cfg").content_string.splitlines()
-    for line in ("tickTime=2000", "initLimit=10", "syncLimit=5", f"dataDir=/data/zk{instance}",
-                 f"clientPort={INSTANCES[instance]}", "server.1=zk-pseudo:3181:4181",
-                 "server.2=zk-pseudo:3182:4182", "server.3=zk-pseudo:3183:4183",
-                 "admin.enableServer=false", "reconfigEnabled=false",
-                 "autopurge.snapRetainCount=3", "autopurge.purgeInterval=24",
-                 "4lw.commands.whitelist=srvr,ruok,stat,mntr,conf,isro"):
+    for line in (
+        "tickTime=2000",
+        "initLimit=10",
+        "syncLimit=5",
+        f"dataDir=/data/zk{instance}",
+        f"clientPort={INSTANCES[instance]}",
+        "server.1=zk-pseudo:3181:4181",
+        "server.2=zk-pseudo:3182:4182",
+        "server.3=zk-pseudo:3183:4183",
+        "admin.enableServer=false",
+        "reconfigEnabled=false",
+        "autopurge.snapRetainCount=3",
+        "autopurge.purgeInterval=24",
+        "4lw.commands.whitelist=srvr,ruok,stat,mntr,conf,isro",
+    ):
         assert line in config
     assert not any(line.startswith("metricsProvider") for line in config)
     assert host.file(f"/data/zk{instance}/myid").content_string.strip() == str(instance)
@@ -72,10 +81,16 @@ def test_a_znode_written_through_2181_is_read_back_through_2183(host):
 
 def test_instances_run_unprivileged_and_hardened(host):
     properties = host.check_output(
-        "systemctl show zookeeper@1 -p User -p NoNewPrivileges -p ProtectSystem -p PrivateTmp "
-        "-p LimitNOFILE -p Restart")
-    assert set(properties.splitlines()) >= {"User=zookeeper", "NoNewPrivileges=yes", "ProtectSystem=strict",
-                                             "PrivateTmp=yes", "LimitNOFILE=65536", "Restart=on-failure"}
+        "systemctl show zookeeper@1 -p User -p NoNewPrivileges -p ProtectSystem -p PrivateTmp -p LimitNOFILE -p Restart"
+    )
+    assert set(properties.splitlines()) >= {
+        "User=zookeeper",
+        "NoNewPrivileges=yes",
+        "ProtectSystem=strict",
+        "PrivateTmp=yes",
+        "LimitNOFILE=65536",
+        "Restart=on-failure",
+    }
     assert len(host.process.filter(comm="java", user="zookeeper")) == len(INSTANCES)
     assert host.process.filter(comm="java", user="root") == []
 

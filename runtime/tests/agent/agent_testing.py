@@ -50,10 +50,17 @@ class AgentHome:
             *extra,
         ]
 
+    def run_directories(self) -> list[Path]:
+        """The meta directory of every run, of every agent id this home had (`meta/slaves/latest` is a link)."""
+        return [
+            run for run in self.work_dir.glob("meta/slaves/*/frameworks/*/executors/*/runs/*")
+            if run.parts[-7] != "latest"
+        ]  # fmt: skip
+
     def executor_identities(self) -> list[tuple[int, int]]:
         found = []
-        for pid_file in self.work_dir.glob("meta/slaves/*/frameworks/*/executors/*/runs/*/pids/executor.pid"):
-            identity = processes.read_identity(pid_file)
+        for run in self.run_directories():
+            identity = processes.read_identity(run / "pids" / "executor.pid")
             if identity is not None:
                 found.append(identity)
         return found

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+
 import pytest
 
 from mesolite.agent.checkpoint import append_json_line, read_json_lines
@@ -16,7 +20,7 @@ from mesolite.agent.containerizers.mesos import MesosContainerizer, command_argv
 from mesolite.agent.core import kill_grace_seconds
 from mesolite.agent.files import FilesError, SandboxFiles
 from mesolite.agent.resources_detection import agent_resources, detected_disk, detected_memory
-from mesolite.agent.service import FLAGS
+from mesolite.agent.service import FLAGS, build_agent, check_docker_allowed_parameters
 from mesolite.agent.status_updates import read_stream
 from mesolite.flags import FlagError
 
@@ -69,6 +73,31 @@ def test_unknown_flag_file_is_an_error(tmp_path):
     (tmp_path / "etc/mesos-slave/no_such_flag").write_text("1")
     with pytest.raises(FlagError, match="no_such_flag"):
         FLAGS.parse([], environ={"MESOLITE_CONFIG_ROOT": str(tmp_path)})
+
+
+def test_docker_allowed_parameters_the_containerizer_cannot_apply_are_refused_at_start(tmp_path):
+    flags = FLAGS.parse(
+        ["--master=127.0.0.1:5050", f"--work_dir={tmp_path}", "--docker_allowed_parameters=cap-add,bogus,--net"],
+        environ={"MESOLITE_CONFIG_ROOT": str(tmp_path)},
+    )
+    with pytest.raises(FlagError) as refused:
+        build_agent(flags)
+    message = str(refused.value)
+    assert message.startswith("--docker_allowed_parameters:")
+    assert "'bogus' (not a docker run option it can apply)" in message
+    assert "'net' (use container.docker.network)" in message
+    assert "'cap-add'" not in message  # known, so allowed
+    check_docker_allowed_parameters(AgentOptions(docker_allowed_parameters=("cap-add", "--device", "v")))
+
+
+def test_the_agent_exits_with_a_flag_error_for_docker_parameters_it_cannot_apply(tmp_path):
+    result = subprocess.run(
+        [sys.executable, "-m", "mesolite.cli", "agent", "--master=127.0.0.1:5050", f"--work_dir={tmp_path}",
+         "--docker_allowed_parameters=no-such-option"],
+        capture_output=True, text=True, timeout=60, env={**os.environ, "MESOLITE_CONFIG_ROOT": str(tmp_path)},
+    )  # fmt: skip
+    assert result.returncode == 2
+    assert "--docker_allowed_parameters" in result.stderr and "'no-such-option'" in result.stderr
 
 
 def test_docker_tasks_go_to_an_unavailable_docker_containerizer_with_its_reason(monkeypatch):

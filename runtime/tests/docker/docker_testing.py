@@ -273,16 +273,22 @@ class DockerSocketProxy:
 
 
 class PrivateDockerd:
-    """A second dockerd of our own (own data root, exec root, socket and containerd; no bridge, no iptables),
-    with live-restore, that a test may restart for real without disturbing the machine's dockerd."""
+    """A second dockerd of our own, with live-restore, that a test may restart for real without disturbing
+    the machine's dockerd: its own data root, exec root, socket and containerd, no iptables, and its own
+    network namespace — `--bridge=none` makes dockerd delete the interface `docker0`, which in the machine's
+    namespace belongs to the machine's dockerd."""
 
     def __init__(self, root: Path):
         self.root = root
         self.socket = root / "docker.sock"
         self.process: subprocess.Popen | None = None
+        self.netns = f"mesolite-dockerd-{uuid.uuid4().hex[:8]}"
+        subprocess.run(["ip", "netns", "add", self.netns], check=True)
 
     def start(self) -> None:
         command = [
+            "nsenter",
+            f"--net=/run/netns/{self.netns}",
             "dockerd",
             f"--data-root={self.root / 'data'}",
             f"--exec-root={self.root / 'exec'}",
@@ -336,6 +342,12 @@ class PrivateDockerd:
         for mount_point in sorted((m for m in mounts if m.startswith(str(self.root))), reverse=True):
             subprocess.run(["umount", "-l", mount_point], check=False, capture_output=True)
         shutil.rmtree(self.root, ignore_errors=True)
+        subprocess.run(["ip", "netns", "delete", self.netns], check=False, capture_output=True)
+
+
+def docker0_index() -> str | None:
+    path = Path("/sys/class/net/docker0/ifindex")
+    return path.read_text().strip() if path.exists() else None
 
 
 @pytest.fixture(scope="module")
@@ -343,6 +355,7 @@ def private_dockerd(docker_api, rootfs_image, tmp_path_factory) -> Iterator[Priv
     """A private dockerd holding a copy of the rootfs image."""
     if shutil.which("dockerd") is None:
         pytest.fail("dockerd is not installed (make deps installs it)")
+    bridge_before = docker0_index()
     daemon = PrivateDockerd(tmp_path_factory.mktemp("dockerd"))
     try:
         daemon.start()
@@ -351,3 +364,4 @@ def private_dockerd(docker_api, rootfs_image, tmp_path_factory) -> Iterator[Priv
         yield daemon
     finally:
         daemon.remove()
+    assert docker0_index() == bridge_before, "the private dockerd touched the machine's docker0"

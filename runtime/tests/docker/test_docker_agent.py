@@ -9,6 +9,7 @@ test_docker_cluster.py.
 
 from __future__ import annotations
 
+import os
 import random
 import signal
 import sys
@@ -29,6 +30,7 @@ from docker_testing import (  # noqa: F401 - fixtures
 )
 
 from conftest import free_port, wait_for
+from mesolite.agent import processes
 from mesolite.agent.containerizers.docker import LABEL_TASK_ID, LABEL_WORK_DIR
 
 # The agent engineer's helpers: an agent process in a private work dir, and the fake master.
@@ -229,3 +231,39 @@ def test_an_orphaned_container_is_removed_and_logged_when_the_agent_starts(
     log = wait_for(lambda: name in agent.log() and agent.log(), 10, what="the orphan in the agent's log")
     line = next(line for line in log.splitlines() if name in line)
     assert "orphan" in line and "left-behind" in line
+
+
+def test_a_dead_executor_is_replaced_and_its_running_container_kept(launcher, home, master, rootfs_image, docker_api):
+    agent = start_agent(launcher, home, master)
+    command = "i=0; while true; do i=$((i+1)); echo line $i; sleep 0.1; done"
+    run_docker_task(master, "steady", {"image": rootfs_image}, {"value": command}, "cpus:0.1;mem:32")
+    wait_for_state(master, "steady", "TASK_RUNNING")
+    started_at = container_of(docker_api, "steady")["State"]["StartedAt"]
+    directory = agent_tasks(agent.url())["steady"]["directory"]
+    wait_for(lambda: "line 3\n" in read_sandbox_file(agent.url(), directory, "stdout"), 10, what="the first lines")
+    [first] = home.executor_identities()
+
+    os.kill(first[0], signal.SIGKILL)
+
+    wait_for(
+        lambda: any(i != first and processes.is_alive(i) for i in home.executor_identities()),
+        15,
+        what="a new executor for the run",
+    )
+    copied = len(read_sandbox_file(agent.url(), directory, "stdout").splitlines())
+    wait_for(
+        lambda: len(read_sandbox_file(agent.url(), directory, "stdout").splitlines()) > copied + 3,
+        15,
+        what="the new executor to copy the container's output",
+    )
+    container = container_of(docker_api, "steady")
+    assert container["State"]["Running"] and container["State"]["StartedAt"] == started_at, "container restarted"
+    assert master.states("steady") == ["TASK_STARTING", "TASK_RUNNING"], "the task must neither fail nor restart"
+    assert "starting a new executor" in agent.log()
+
+    # The new executor controls the container.
+    master.kill_task("steady", grace_seconds=1)
+    wait_for_state(master, "steady", "TASK_KILLED")
+    assert docker_api.containers(all=True, filters={"label": f"{LABEL_TASK_ID}=steady"}) == []
+    lines = read_sandbox_file(agent.url(), directory, "stdout").splitlines()
+    assert lines == [f"line {i}" for i in range(1, len(lines) + 1)], "a line was lost or copied twice"

@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import asyncio
+import socket
 import time
 import urllib.request
 import uuid
@@ -292,3 +293,63 @@ async def test_a_real_dockerd_restart_with_live_restore_keeps_the_container_and_
     assert termination.state == "TASK_FINISHED", termination.message
     assert sandbox_text(run) == "".join(f"line {i}\n" for i in range(1, 81))
     assert [event["state"] for event in events(run)] == ["TASK_RUNNING"]
+
+
+async def test_without_a_docker_socket_a_launch_fails_at_once_naming_the_socket(tmp_path, rootfs_image):
+    socket_path = tmp_path / "no-dockerd.sock"
+    options = AgentOptions(work_dir=str(tmp_path), docker_socket=str(socket_path))
+    run = make_run(tmp_path, docker_task(rootfs_image, "true"), options)
+    started = time.monotonic()
+    termination = await asyncio.wait_for(DockerContainerizer(options).run(run), 10)
+    assert time.monotonic() - started < 5, "no socket means no dockerd: nothing to wait for"
+    assert termination.state == "TASK_FAILED"
+    assert termination.reason == "REASON_CONTAINER_LAUNCH_FAILED"
+    assert f"dockerd is not running: its socket {socket_path} does not exist" in termination.message
+
+
+def stale_socket(path) -> None:
+    """A socket file nobody listens on: what dockerd's socket looks like while dockerd (re)starts."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as orphan:
+        orphan.bind(str(path))
+
+
+async def test_a_launch_waits_for_a_dockerd_whose_socket_exists_but_does_not_answer_yet(tmp_path, rootfs_image):
+    socket_path = tmp_path / "docker.sock"
+    stale_socket(socket_path)
+    options = AgentOptions(work_dir=str(tmp_path), docker_socket=str(socket_path))
+    run = make_run(tmp_path, docker_task(rootfs_image, "echo launched"), options)
+    running = asyncio.create_task(DockerContainerizer(options).run(run))
+    proxy = DockerSocketProxy(socket_path)
+    try:
+        await asyncio.sleep(1.5)
+        assert not running.done(), f"gave up on a dockerd that is starting: {running.result()}"
+        proxy.start()  # dockerd answers now
+        termination = await asyncio.wait_for(running, 30)
+    finally:
+        proxy.stop()
+    assert termination.state == "TASK_FINISHED", termination.message
+    assert sandbox_text(run) == "launched\n"
+
+
+async def test_a_new_executor_of_a_running_task_waits_for_the_socket_and_never_starts_a_second_container(
+    tmp_path, rootfs_image, docker_api
+):
+    """An earlier executor reported TASK_RUNNING: its container may exist, so a missing socket is waited for
+    (dockerd may be restarting); a container that is gone by then is reported, never started again."""
+    socket_path = tmp_path / "docker.sock"
+    options = AgentOptions(work_dir=str(tmp_path), docker_socket=str(socket_path))
+    run = make_run(tmp_path, docker_task(rootfs_image, "echo launched"), options)
+    run.report("TASK_RUNNING", message="reported by an executor that died since")
+    running = asyncio.create_task(DockerContainerizer(options).run(run))
+    proxy = DockerSocketProxy(socket_path)
+    try:
+        await asyncio.sleep(1.5)
+        assert not running.done(), f"gave up on a dockerd that may be restarting: {running.result()}"
+        proxy.start()
+        termination = await asyncio.wait_for(running, 30)
+    finally:
+        proxy.stop()
+    assert termination.state == "TASK_FAILED"
+    assert "Container disappeared" in termination.message
+    assert docker_api.containers(all=True, filters={"name": f"mesos-{run.container_id}"}) == []
+    assert sandbox_text(run) == ""

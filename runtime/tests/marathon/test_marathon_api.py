@@ -153,3 +153,76 @@ def test_groups_tasks_text_queue_and_leader(service):
     assert http("GET", service.url("/v2/queue"))[2] == {"queue": []}
     status, headers, body = http("GET", service.url("/v2/leader"))
     assert status == 200 and headers["X-Marathon-Leader"] == service.url()
+
+
+def test_updates_restart_versions_and_rollback(service):
+    base = service.url("/v2/apps")
+    # PUT creates when absent (201, Location), then is a partial update by default.
+    status, headers, body = http("PUT", f"{base}/svc", {"cmd": "sleep 1", "instances": 0, "env": {"A": "1"}})
+    assert status == 201 and headers["Location"].endswith("/v2/apps/svc") and body["deploymentId"]
+    wait_for(lambda: http("GET", service.url("/v2/deployments"))[2] == [], 10, what="the deployment")
+    assert http("PATCH", f"{base}/svc", {"labels": {"team": "a"}})[0] == 200
+    app = http("GET", f"{base}/svc")[2]["app"]
+    assert (app["env"], app["labels"], app["cmd"]) == ({"A": "1"}, {"team": "a"}, "sleep 1")
+    wait_for(lambda: http("GET", service.url("/v2/deployments"))[2] == [], 10, what="the deployment")
+    # partialUpdate=false replaces the whole definition.
+    status, _, _ = http("PUT", f"{base}/svc?partialUpdate=false", {"cmd": "sleep 2", "instances": 0})
+    assert status == 200
+    app = http("GET", f"{base}/svc")[2]["app"]
+    assert (app["env"], app["labels"], app["cmd"]) == ({}, {}, "sleep 2")
+    wait_for(lambda: http("GET", service.url("/v2/deployments"))[2] == [], 10, what="the deployment")
+    status, _, body = http("POST", f"{base}/svc/restart")
+    assert status == 200 and body["deploymentId"]
+    wait_for(lambda: http("GET", service.url("/v2/deployments"))[2] == [], 10, what="the restart")
+    versions = http("GET", f"{base}/svc/versions")[2]["versions"]
+    assert len(versions) == 4 and versions == sorted(versions, reverse=True)
+    first = http("GET", f"{base}/svc/versions/{versions[-1]}")[2]
+    assert first["cmd"] == "sleep 1"
+    # Rolling back to a version is a PUT of {"version": ...}.
+    status, _, _ = http("PUT", f"{base}/svc", {"version": versions[-1]})
+    assert status == 200
+    assert http("GET", f"{base}/svc")[2]["app"]["env"] == {"A": "1"}
+    assert http("GET", f"{base}/svc/versions/2000-01-01T00:00:00.000Z")[0] == 404
+    assert http("GET", f"{base}/svc/tasks/svc.nope")[0] == 404
+
+
+def test_deleting_a_deployment_rolls_back_or_just_stops(service):
+    base = service.url("/v2/apps")
+    assert http("POST", base, {"id": "stuck", "cmd": "sleep 1", "instances": 0})[0] == 201
+    wait_for(lambda: http("GET", service.url("/v2/deployments"))[2] == [], 10, what="the deployment")
+    # No master: this deployment waits forever for its two tasks.
+    status, headers, body = http("PUT", f"{base}/stuck", {"instances": 2, "cmd": "sleep 2"})
+    deployment_id = body["deploymentId"]
+    assert headers["Marathon-Deployment-Id"] == deployment_id
+    status, _, rollback = http("DELETE", service.url(f"/v2/deployments/{deployment_id}"))
+    assert status == 200 and rollback["deploymentId"] != deployment_id
+    app = http("GET", f"{base}/stuck")[2]["app"]
+    assert (app["instances"], app["cmd"]) == (0, "sleep 1")
+    wait_for(lambda: http("GET", service.url("/v2/deployments"))[2] == [], 10, what="the rollback")
+    _, _, body = http("PUT", f"{base}/stuck", {"instances": 3})
+    status, _, _ = http("DELETE", service.url(f"/v2/deployments/{body['deploymentId']}?force=true"))
+    assert status == 202
+    assert http("GET", service.url("/v2/deployments"))[2] == []
+    assert http("GET", f"{base}/stuck")[2]["app"]["instances"] == 3, "force only stops, it does not roll back"
+    queue = http("GET", service.url("/v2/queue"))[2]["queue"]
+    assert [item["count"] for item in queue] == [3]
+    assert http("DELETE", service.url("/v2/queue/stuck/delay"))[0] == 204
+
+
+def test_group_update_and_delete(service):
+    group = {"id": "/g", "apps": [{"id": "a", "cmd": "x", "instances": 0}]}
+    assert http("POST", service.url("/v2/groups"), group)[0] == 201
+    assert http("POST", service.url("/v2/groups"), group)[0] == 409
+    wait_for(lambda: http("GET", service.url("/v2/deployments"))[2] == [], 10, what="the deployment")
+    status, _, _ = http("PUT", service.url("/v2/groups/g"), {"id": "/g", "apps": [{"id": "b", "cmd": "y",
+                                                                                  "instances": 0}]})  # fmt: skip
+    assert status == 200
+    assert sorted(a["id"] for a in http("GET", service.url("/v2/groups/g"))[2]["apps"]) == ["/g/a", "/g/b"]
+    wait_for(lambda: http("GET", service.url("/v2/deployments"))[2] == [], 10, what="the deployment")
+    status, _, _ = http("DELETE", service.url("/v2/groups/g"))
+    assert status == 200
+    wait_for(lambda: http("GET", service.url("/v2/apps"))[2] == {"apps": []}, 10, what="the apps to go")
+    assert http("GET", service.url("/v2/groups/g"))[0] == 404
+    status, _, body = http("POST", service.url("/v2/groups"), {"id": "/h", "apps": [{"id": "BAD", "cmd": "x"}]})
+    assert status == 422 and body["details"][0]["path"] == "/apps(0)/id"
+    assert http("GET", service.url("/v2/groups/h"))[0] == 404, "a refused group leaves nothing behind"

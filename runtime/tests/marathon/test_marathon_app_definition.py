@@ -281,3 +281,15 @@ def test_id_in_body_must_match_the_url():
     with pytest.raises(ValidationError) as caught:
         normalize_app({"id": "/other", "cmd": "x"}, app_id="/web")
     assert caught.value.details()[0]["path"] == "/id"
+
+
+def test_marathon_1_5_networks_choose_the_docker_network():
+    app = normalize_app(
+        {
+            "id": "web",
+            "networks": [{"mode": "container/bridge"}],
+            "container": {"type": "DOCKER", "docker": {"image": "nginx"}, "portMappings": [{"containerPort": 80}]},
+        }
+    )
+    assert app["container"]["docker"]["network"] == "BRIDGE"
+    assert app["container"]["portMappings"][0]["hostPort"] == 0

@@ -6,7 +6,9 @@ The marathon-python client (0.13, strict about every field) is the independent c
 from __future__ import annotations
 
 import contextlib
+import shutil
 import signal
+import subprocess
 import urllib.request
 import uuid
 from dataclasses import dataclass, field
@@ -44,17 +46,27 @@ class Cluster:
         self.masters.append(master)
         return master
 
-    def start_agent(self, hostname: str, attributes: str = "", resources: str = "cpus:2;mem:2048;disk:4096"):
+    def start_agent(
+        self,
+        hostname: str,
+        attributes: str = "",
+        resources: str = "cpus:2;mem:2048;disk:4096",
+        extra: tuple = (),
+        port_base: int = 24000,
+    ):
+        """An agent offering 100 ports from `port_base` (24000: below the kernel's ephemeral range and away from
+        the 31000-32000 that other tests' agents use on a shared machine; the reference tests use 31000)."""
         port = free_port()
         work = self.directory / f"agent-{port}"
         work.mkdir()
         boot_id = self.directory / f"boot-{port}"
         boot_id.write_text(str(uuid.uuid4()) + "\n")
-        ports = f"ports:[{31000 + 100 * len(self.agents)}-{31099 + 100 * len(self.agents)}]"
+        base = port_base + 100 * len(self.agents)
+        ports = f"ports:[{base}-{base + 99}]"
         agent = self.launcher.start(
             f"agent-{hostname}", "agent", f"--master={self.mesos_zk}", "--ip=127.0.0.1", f"--hostname={hostname}",
             f"--port={port}", f"--work_dir={work}", f"--boot_id_file={boot_id}", f"--resources={resources};{ports}",
-            f"--attributes={attributes}", "--registration_backoff_factor=200ms", port=port,
+            f"--attributes={attributes}", "--registration_backoff_factor=200ms", *extra, port=port,
         )  # fmt: skip
         agent.work_dir = work
         self.agents.append(agent)
@@ -66,8 +78,14 @@ class Cluster:
         return started
 
     def kill_tasks(self) -> None:
-        """Executors outlive agents by design: tests leave none behind."""
+        """Executors (and Docker containers) outlive agents by design: tests leave none behind."""
         for agent in self.agents:
+            if shutil.which("docker"):
+                for line in subprocess.run(
+                    ["docker", "ps", "-aq", "--filter", f"label=mesos.work_dir={agent.work_dir}"],
+                    capture_output=True, text=True, check=False,
+                ).stdout.split():  # fmt: skip
+                    subprocess.run(["docker", "rm", "-f", line], capture_output=True, check=False)
             for pid_file in agent.work_dir.glob("meta/slaves/*/frameworks/*/executors/*/runs/*/pids/executor.pid"):
                 identity = processes.read_identity(pid_file)
                 if identity is not None:
@@ -117,7 +135,7 @@ def test_command_app_lifecycle_with_marathon_python(cluster):
     service_port = apps[0].port_definitions[0].port
     assert 10000 <= service_port <= 20000
     for task in tasks:
-        assert 31000 <= task.ports[0] <= 31099 and task.service_ports == [service_port]
+        assert 24000 <= task.ports[0] <= 24099 and task.service_ports == [service_port]
         wait_for(lambda task=task: answers(task.host, task.ports[0]), 20, what="the task to serve on its port")
     _status, _, text = http("GET", service.url("/v2/tasks"), headers={"Accept": "text/plain"})
     line = text.strip().split("\n")[0].split("\t")
@@ -145,7 +163,7 @@ def test_command_app_lifecycle_with_marathon_python(cluster):
 
 
 def test_reference_nginx_json_through_http_post(cluster):
-    cluster.start_agent("127.0.0.1")
+    cluster.start_agent("127.0.0.1", port_base=31000)
     service = cluster.start_marathon()
     nginx = {
         "id": "nginx-like",
@@ -213,12 +231,17 @@ def test_constraints_spread_and_say_why_they_wait(cluster):
     wait_for(lambda: "insufficient cpus (need 5, largest" in big_reason(), 30, what="insufficient cpus")
 
 
-def test_failing_health_check_gets_the_task_replaced(cluster):
+def test_failing_health_check_gets_the_task_replaced(cluster, tmp_path):
     cluster.start_agent("127.0.0.1")
     service = cluster.start_marathon()
     client = client_of(service)
-    # The task serves for a while, then stops answering (but keeps running): Marathon must kill and replace it.
-    flaky = "python3 -m http.server --bind 127.0.0.1 $PORT0 & server=$!; sleep 4; kill $server; exec sleep 600"
+    # The first task serves for a while, then stops answering (but keeps running): Marathon must kill and
+    # replace it. Its replacement serves for good.
+    marker = tmp_path / "flaked"
+    flaky = (
+        f"if [ -e {marker} ]; then {SERVE}; fi; touch {marker}; "
+        "python3 -m http.server --bind 127.0.0.1 $PORT0 & server=$!; sleep 4; kill $server; exec sleep 600"
+    )
     app = {"id": "flaky", "cmd": flaky, "cpus": 0.1, "mem": 32, "instances": 1,
            "healthChecks": [{"protocol": "HTTP", "path": "/", "intervalSeconds": 1, "timeoutSeconds": 1,
                              "gracePeriodSeconds": 30, "maxConsecutiveFailures": 2}]}  # fmt: skip

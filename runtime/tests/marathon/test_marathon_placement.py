@@ -203,3 +203,40 @@ def test_environment_includes_named_ports_and_labels():
     )
     env = task_environment(app, "g_web.1", "h", [31001])
     assert env["PORT_HTTP_API"] == "31001" and env["MARATHON_APP_LABEL_TEAM"] == "a"
+
+
+def test_reject_funnel_follows_marathons_order():
+    statistics = OfferStatistics()
+    statistics.declined("constraint hostname:UNIQUE", offer={"id": {"value": "o1"}, "hostname": "a"})
+    statistics.declined("insufficient cpus", need=2, available=1, offer={"id": {"value": "o2"}, "hostname": "b"})
+    statistics.declined("insufficient cpus", need=2, available=1)
+    funnel = {
+        row["reason"]: (row["processed"], row["declined"]) for row in statistics.to_json()["rejectSummaryLastOffers"]
+    }
+    assert funnel["UnfulfilledConstraint"] == (3, 1)
+    assert funnel["InsufficientCpus"] == (2, 2)
+    assert funnel["InsufficientPorts"] == (0, 0)
+    unused = statistics.last_unused_offers()
+    assert [(u["offer"]["id"], u["reason"]) for u in unused] == [("o1", ["UnfulfilledConstraint"]),
+                                                                   ("o2", ["InsufficientCpus"])]  # fmt: skip
+
+
+def test_accepted_resource_roles_refuse_unreserved_offers():
+    app = normalize_app({"id": "w", "cmd": "x", "acceptedResourceRoles": ["web"]})
+    result = match(app, OfferResources.of(offer()), [])
+    assert isinstance(result, Mismatch) and result.label.startswith("role not accepted")
+
+
+def test_mesos_health_checks_travel_in_the_task_info():
+    app = normalize_app(
+        {
+            "id": "w",
+            "cmd": "x",
+            "healthChecks": [{"protocol": "TCP"}, {"protocol": "COMMAND", "command": {"value": "true"}}],
+        }
+    )
+    info = match(app, OfferResources.of(offer()), []).task_info
+    assert info["health_check"]["type"] == "COMMAND" and info["health_check"]["command"]["value"] == "true"
+    http_app = normalize_app({"id": "w", "cmd": "x", "healthChecks": [{"protocol": "MESOS_HTTP", "path": "/ok"}]})
+    launch = match(http_app, OfferResources.of(offer()), [])
+    assert launch.task_info["health_check"]["http"] == {"port": launch.host_ports[0], "path": "/ok", "scheme": "http"}

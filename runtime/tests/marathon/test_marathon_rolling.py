@@ -37,14 +37,14 @@ def healthy(task):
         ((1.0, 1.0), 4, 0, 0, 4, 0),
         # Two new ones healthy: two old ones may go.
         ((1.0, 1.0), 4, 2, 2, 0, 2),
-        # minimumHealthCapacity 0.5, over 0: kill two old, launch two new.
-        ((0.5, 0.0), 4, 0, 0, 2, 2),
+        # minimumHealthCapacity 0.5, over 0: kill two old; their replacements wait until they are gone.
+        ((0.5, 0.0), 4, 0, 0, 0, 2),
         # minimumHealthCapacity 1, over 0: Marathon's exception, one below capacity.
-        ((1.0, 0.0), 4, 0, 0, 1, 1),
+        ((1.0, 0.0), 4, 0, 0, 0, 1),
         # ... but not a second one while the replacement is not healthy yet.
         ((1.0, 0.0), 3, 0, 1, 0, 0),
         # minimumHealthCapacity 0: everything old goes at once.
-        ((0.0, 0.0), 4, 0, 0, 4, 4),
+        ((0.0, 0.0), 4, 0, 0, 0, 4),
     ],
 )
 def test_rolling_restart_arithmetic(strategy, old, new, queued, launch, kills):
@@ -54,10 +54,17 @@ def test_rolling_restart_arithmetic(strategy, old, new, queued, launch, kills):
     assert all(task.config_version == "v1" for task in decision.kill)
 
 
+def test_replacements_start_once_killed_tasks_are_gone():
+    two_old = tasks(2, "v1")
+    assert converge(app(4, 0.5, 0.0), two_old, 0, healthy, rolling=True, dying=2).launch == 0
+    assert converge(app(4, 0.5, 0.0), two_old, 0, healthy, rolling=True, dying=0).launch == 2
+
+
 def test_upgrade_completes_only_when_all_new_tasks_are_healthy():
     assert converge(app(2), tasks(2, "v2"), 0, healthy, rolling=True).done
     assert not converge(app(2), tasks(2, "v2", state="TASK_STAGING"), 0, healthy, rolling=True).done
     assert not converge(app(2), tasks(1, "v1") + tasks(2, "v2"), 0, healthy, rolling=True).done
+    assert not converge(app(2), tasks(2, "v2"), 0, healthy, rolling=True, dying=1).done
 
 
 @pytest.mark.parametrize(

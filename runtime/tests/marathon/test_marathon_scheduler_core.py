@@ -164,6 +164,11 @@ async def test_scale_down_kills_youngest_first_and_rollback_restores(scheduler):
     await settle(scheduler)
     killed = scheduler.client.of("kill")
     assert killed == [launched[2], launched[1]]
+    assert marathon.deployments, "the scaling is done only when the killed tasks are gone"
+    for task_id in killed:
+        await scheduler.on_event(status(task_id, "TASK_KILLED"))
+    await settle(scheduler)
+    assert not marathon.deployments
     deployment, _ = await marathon.update_app("/s", {"cmd": "y", "instances": 5})
     rollback = await marathon.rollback(deployment.id)
     assert marathon.apps["/s"]["cmd"] == "x" and marathon.apps["/s"]["instances"] == 1
@@ -185,8 +190,8 @@ async def test_deleting_an_app_kills_its_tasks_then_terminates(scheduler):
 
 async def test_a_new_leader_continues_an_upgrade_without_going_below_the_minimum(scheduler):
     marathon = scheduler.marathon
-    await marathon.create_app({"id": "f", "cmd": "x", "cpus": 0.1, "instances": 4,
-                               "upgradeStrategy": {"minimumHealthCapacity": 0.5, "maximumOverCapacity": 0.5}})  # fmt: skip
+    strategy = {"minimumHealthCapacity": 0.5, "maximumOverCapacity": 0.5}
+    await marathon.create_app({"id": "f", "cmd": "x", "cpus": 0.1, "instances": 4, "upgradeStrategy": strategy})
     old = await run_all(scheduler, "/f")
     await marathon.update_app("/f", {"cmd": "y"})
     await settle(scheduler, 1)
@@ -204,3 +209,53 @@ async def test_a_new_leader_continues_an_upgrade_without_going_below_the_minimum
     assert {t: successor.marathon.tasks[t].state for t in survivors} == dict.fromkeys(survivors, "TASK_RUNNING")
     await settle(successor)
     assert successor.client.of("kill") == [], "no old task may go before new ones are healthy"
+
+
+async def test_unreachable_task_is_replaced_and_the_surplus_killed_when_it_returns(scheduler):
+    marathon = scheduler.marathon
+    await marathon.create_app({"id": "p", "cmd": "x", "cpus": 0.1, "instances": 1})
+    (first,) = await run_all(scheduler, "/p")
+    await scheduler.on_event(status(first, "TASK_UNREACHABLE"))
+    await settle(scheduler)
+    assert first not in [t.id for t in marathon.active_tasks("/p")]
+    (replacement,) = await run_all(scheduler, "/p")
+    assert replacement != first
+    # The partitioned agent comes back with the old task (expunged meanwhile, as expungeAfterSeconds is 0):
+    # an unknown task, which is killed.
+    await scheduler.on_event(status(first, "TASK_RUNNING"))
+    await settle(scheduler)
+    assert first in scheduler.client.of("kill")
+    assert [t.id for t in marathon.active_tasks("/p")] == [replacement]
+
+
+async def test_reconciliation_unknown_is_asked_again_not_replaced(scheduler):
+    marathon = scheduler.marathon
+    await marathon.create_app({"id": "q", "cmd": "x", "cpus": 0.1, "instances": 1})
+    (task_id,) = await run_all(scheduler, "/q")
+    await scheduler.on_event(status(task_id, "TASK_UNKNOWN", reason="REASON_RECONCILIATION", source="SOURCE_MASTER"))
+    await settle(scheduler)
+    assert marathon.tasks[task_id].reconciling_since is not None
+    assert marathon.queue.count("/q") == 0, "not replaced while its agent may come back"
+    await scheduler._reconcile_unknown()
+    assert scheduler.client.of("reconcile")[-1] == [(task_id, "agent-host-a")]
+    await scheduler.on_event(status(task_id, "TASK_RUNNING"))
+    assert marathon.tasks[task_id].reconciling_since is None
+
+
+async def test_health_verdicts_publish_events_and_kill_after_max_failures(scheduler):
+    from mesolite.marathon.health import ProbeOutcome
+
+    marathon = scheduler.marathon
+    check = {"protocol": "TCP", "gracePeriodSeconds": 0, "intervalSeconds": 1, "maxConsecutiveFailures": 2}
+    await marathon.create_app({"id": "h", "cmd": "x", "cpus": 0.1, "healthChecks": [check]})
+    (task_id,) = await run_all(scheduler, "/h")
+    task = marathon.tasks[task_id]
+    await marathon.health_verdict(task, 0, ProbeOutcome(True))
+    assert marathon.is_healthy(task, marathon.apps["/h"])
+    await marathon.health_verdict(task, 0, ProbeOutcome(False, "connection refused"))
+    assert task_id not in scheduler.client.of("kill")
+    await marathon.health_verdict(task, 0, ProbeOutcome(False, "connection refused"))
+    assert task_id in scheduler.client.of("kill")
+    kinds = [e["eventType"] for e in marathon.events.recent]
+    assert kinds.count("health_status_changed_event") == 2
+    assert "unhealthy_task_kill_event" in kinds and "failed_health_check_event" in kinds

@@ -478,3 +478,31 @@ async def get_json(session: aiohttp.ClientSession, url: str) -> dict:
     async with session.get(url) as response:
         assert response.status == 200, await response.text()
         return json.loads(await response.text())
+
+
+async def test_offer_timeout_rescinds_held_offers(launcher, http):
+    port = free_port()
+    master = launcher.start(
+        "master",
+        "master",
+        f"--port={port}",
+        "--ip=127.0.0.1",
+        "--hostname=127.0.0.1",
+        "--allocation_interval=100ms",
+        "--offer_timeout=500ms",
+        port=port,
+    )
+    agent = FakeAgent(http, master.url())
+    await agent.subscribe()
+    scheduler = Scheduler(http, master.url())
+    await scheduler.subscribe()
+    (offer,) = await scheduler.offers()
+    rescind = (await scheduler.next("RESCIND", within=5))["rescind"]
+    assert rescind["offer_id"] == offer["id"]
+    # The resources come back in a new offer (a rescind sets no filter).
+    (again,) = await scheduler.offers(within=5)
+    assert again["id"] != offer["id"]
+    metrics = await get_json(http, master.url("/metrics/snapshot"))
+    assert metrics["allocator/mesos/allocation_runs"] >= 2 and "allocator/mesos/allocation_run_ms" in metrics
+    await scheduler.close()
+    await agent.disconnect()

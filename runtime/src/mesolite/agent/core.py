@@ -42,6 +42,9 @@ FOLLOW_INTERVAL_SECONDS = 0.2
 DEFAULT_KILL_GRACE_SECONDS = 3.0  # Mesos's default when neither the kill nor the task has a kill policy
 MAX_COMPLETED_TASKS_PER_FRAMEWORK = 150  # Mesos's max_completed_executors_per_framework
 RECOVER_TIMEOUT_SECONDS = 60.0  # how long one containerizer may take to clean up orphans
+# New executors started for one run whose executors keep dying (containerizers that re-attach only);
+# beyond that the run fails as any other whose executor died.
+MAX_EXECUTOR_RESTARTS = 3
 
 
 class AgentConfigurationError(Exception):
@@ -61,6 +64,7 @@ class TaskRun:
     spawned_at: float = field(default_factory=time.time)
     spawn_failed: bool = False
     kill_signaled: bool = False
+    executor_restarts: int = 0  # executors started after the first one died (this agent process)
 
     @property
     def framework_id(self) -> str:
@@ -546,10 +550,40 @@ class Agent:
             return
         if not processes.is_alive(run.executor):
             self._consume_events(run)  # it may have written its last event just before it exited
-            if not run.terminal:
-                self._executor_gone(
-                    run, f"the executor (pid {run.executor[0]}) exited without reporting how the task ended"
-                )
+            if run.terminal:
+                return
+            message = f"the executor (pid {run.executor[0]}) exited without reporting how the task ended"
+            if self._may_restart_executor(run):
+                self._restart_executor(run, message)
+            else:
+                self._executor_gone(run, message)
+
+    def _may_restart_executor(self, run: TaskRun) -> bool:
+        containerizer = next((c for c in self.containerizers if c.name == run.containerizer), None)
+        return (
+            containerizer is not None
+            and containerizer.reattaches
+            and not isinstance(containerizer, UnavailableContainerizer)
+            and run.executor_restarts < MAX_EXECUTOR_RESTARTS
+        )
+
+    def _restart_executor(self, run: TaskRun, message: str) -> None:
+        """A new executor for a run whose container may still run: it re-attaches to the container (or
+        reports how it ended), and carries out a kill that was asked for (kill.request)."""
+        run.executor_restarts += 1
+        log.warning(
+            "task %s: %s; starting a new executor for its container %s (restart %d of at most %d)",
+            run.task_id,
+            message,
+            run.container_id,
+            run.executor_restarts,
+            MAX_EXECUTOR_RESTARTS,
+        )
+        run.paths.executor_pid.unlink(missing_ok=True)  # the dead one's: the new executor writes its own
+        run.executor = None
+        run.spawned_at = time.time()
+        run.spawn_failed = False
+        self._background_task(self._spawn_executor(run))
 
     def _consume_events(self, run: TaskRun) -> None:
         for event, end in read_json_lines(run.paths.events, run.stream.events_offset):

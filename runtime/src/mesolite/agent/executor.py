@@ -72,6 +72,10 @@ async def supervise(run: ExecutorRun) -> str:
 
     for signal_number in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signal_number, on_kill_signal)
+    if (run.run_dir / "kill.request").exists():
+        # Asked before this executor could hear it: the agent was quicker, or an earlier executor of the
+        # run died (the agent then starts a new one, which must carry the kill out).
+        on_kill_signal()
     try:
         termination = await containerizer.run(run)
     except Exception as error:

@@ -137,6 +137,28 @@ def advertised_ip(flags: SimpleNamespace, hostname: str) -> str:
     return "127.0.0.1"
 
 
+def check_docker_allowed_parameters(options: AgentOptions) -> None:
+    """Refuse --docker_allowed_parameters entries the docker containerizer cannot apply: a typo would
+    otherwise pass silently, and every task using the option would get TASK_ERROR."""
+    if not options.docker_allowed_parameters:
+        return
+    try:
+        from mesolite.agent.containerizers import docker as docker_containerizer
+    except ImportError:
+        return  # no docker SDK: the docker containerizer is unavailable, its tasks fail saying so
+    unknown = docker_containerizer.unknown_allowed_parameters(options)
+    if unknown:
+        reasons = [
+            f"'{key}' ({docker_containerizer.RESERVED_PARAMETERS.get(key, 'not a docker run option it can apply')})"
+            for key in unknown
+        ]
+        extra = sorted(set(docker_containerizer.PARAMETERS) - docker_containerizer.DEFAULT_ALLOWED_PARAMETERS)
+        raise FlagError(
+            f"--docker_allowed_parameters: the docker containerizer cannot apply {', '.join(reasons)}; "
+            f"options that can be allowed beyond the defaults: {', '.join(extra)}"
+        )
+
+
 def build_agent(flags: SimpleNamespace) -> Agent:
     if not flags.master:
         raise FlagError("--master is required (or write the zk:// URL into /etc/mesos/zk)")
@@ -165,6 +187,7 @@ def build_agent(flags: SimpleNamespace) -> Agent:
         docker_allowed_parameters=tuple(flags.docker_allowed_parameters),
         boot_id_path=flags.boot_id_file,
     )
+    check_docker_allowed_parameters(options)
     try:
         resources = agent_resources(flags.resources, flags.work_dir)
         attributes = parse_attributes(flags.attributes or "")

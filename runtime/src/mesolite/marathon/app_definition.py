@@ -226,6 +226,7 @@ def normalize_app(raw: Any, base_group: str = ROOT, app_id: str | None = None) -
     for name in raw:
         if name not in KNOWN_FIELDS and name not in READ_ONLY_FIELDS:
             check.fail(f"/{name}", "is not a field of an app definition")
+    raw = _with_network_from_networks(raw)
     app = default_app()
     app["id"] = _app_id(check, raw, base_group, app_id)
     parent = parent_of(app["id"]) if app["id"] else base_group
@@ -241,6 +242,22 @@ def normalize_app(raw: Any, base_group: str = ROOT, app_id: str | None = None) -
     if check.violations:
         raise ValidationError(check.violations)
     return app
+
+
+NETWORK_MODES = {"host": "HOST", "container/bridge": "BRIDGE", "container": "USER"}
+
+
+def _with_network_from_networks(raw: Mapping) -> Mapping:
+    """Marathon 1.5's `networks: [{"mode": "container/bridge"}]` as the Docker network, when none is given."""
+    networks, container = raw.get("networks"), raw.get("container")
+    if not (isinstance(networks, list) and networks and isinstance(networks[0], Mapping)):
+        return raw
+    if not (isinstance(container, Mapping) and isinstance(container.get("docker"), Mapping)):
+        return raw
+    mode = NETWORK_MODES.get(str(networks[0].get("mode", "container")))
+    if mode is None or container["docker"].get("network") is not None:
+        return raw
+    return {**raw, "container": {**container, "docker": {**container["docker"], "network": mode}}}
 
 
 def _app_id(check: _Checker, raw: Mapping, base_group: str, app_id: str | None) -> str | None:

@@ -33,6 +33,9 @@ log = logging.getLogger(__name__)
 # A failed task that ran at least this long is not part of a crash loop: its app's backoff starts over.
 HEALTHY_RUN_RESETS_BACKOFF_SECONDS = 60
 KILL_RETRY_SECONDS = 10
+# A task the master does not know right after a failover is given this long for its agent to come back
+# (re-registering with it) before it is written off and replaced.
+UNKNOWN_TASK_GRACE_SECONDS = 60
 # How often at most a deployment re-announces why its launches wait (deployment_info with `waiting`).
 WAITING_EVENT_SECONDS = 5
 
@@ -365,17 +368,17 @@ class Marathon:
                     targets[app_id] = self._versioned(app, self.apps[app_id])
                 self._check_unlocked(list(targets), force)
                 for task in victims:
-                    await self._kill(task, "killed through the API with scale=true")
+                    await self.kill(task, "killed through the API with scale=true")
                 deployment = await self._deploy(targets, force=force)
             else:
                 for task in victims:
-                    await self._kill(task, "killed through the API")
+                    await self.kill(task, "killed through the API")
             if wipe:
                 for task in victims:
                     await self._expunge(task)
             return victims, deployment
 
-    async def _kill(self, task: MarathonTask, reason: str) -> None:
+    async def kill(self, task: MarathonTask, reason: str) -> None:
         """Ask Mesos to kill `task` (again, if an earlier request seems lost); the caller holds the lock."""
         first = task.kill_requested_at is None
         task.kill_requested_at = time.time()
@@ -409,6 +412,19 @@ class Marathon:
         task = self.tasks.get(task_id)
         if task is None:
             return state in TERMINAL_STATES
+        if (
+            state in ("TASK_UNKNOWN", "TASK_LOST")
+            and status.get("reason") == "REASON_RECONCILIATION"
+            and status.get("source", "SOURCE_MASTER") == "SOURCE_MASTER"
+        ):
+            # The master does not know the task — typically a new master that has not heard from the
+            # task's agent yet. Not a definite answer: ask again until the agent is back (then the master
+            # says RUNNING, or TASK_GONE) or the grace period ends.
+            if task.reconciling_since is None:
+                task.reconciling_since = time.time()
+                log.info("the master does not know task %s yet; asking again until its agent is back", task.id)
+            return True
+        task.reconciling_since = None
         previous_state = task.state
         task.state = state
         if state == "TASK_RUNNING" and task.started_at is None:
@@ -510,7 +526,7 @@ class Marathon:
                     host=task.host,
                     slaveId=task.agent_id,
                 )
-                await self._kill(task, reason)
+                await self.kill(task, reason)
             self.changed.set()
 
     # -- converging -------------------------------------------------------------------------------
@@ -550,21 +566,27 @@ class Marathon:
                         app_id,
                         action or "keeping the instance count",
                         len(tasks),
-                        [(t.state, t.config_version == app["versionInfo"]["lastConfigChangeAt"],
-                          self.is_healthy(t, app)) for t in tasks],
+                        [
+                            (
+                                t.state,
+                                t.config_version == app["versionInfo"]["lastConfigChangeAt"],
+                                self.is_healthy(t, app),
+                            )
+                            for t in tasks
+                        ],
                         self.queue.count(app_id),
                         dying,
                         len(decision.kill),
                     )
                 for task in decision.kill:
-                    await self._kill(task, "not needed by the app's definition any more")
+                    await self.kill(task, "not needed by the app's definition any more")
                 if action == "StartApplication" or decision.done:
                     done_apps.add(app_id)
             for app_id in list(self.stopping):
                 remaining = self.tasks_of(app_id)
                 for task in remaining:
                     if task.kill_requested_at is None:
-                        await self._kill(task, "its app was deleted")
+                        await self.kill(task, "its app was deleted")
                 if not remaining:
                     del self.stopping[app_id]
                     self.last_failures.pop(app_id, None)
@@ -572,7 +594,7 @@ class Marathon:
                     done_apps.add(app_id)
             for task in self.tasks.values():
                 if task.kill_requested_at and now - task.kill_requested_at > KILL_RETRY_SECONDS:
-                    await self._kill(task, "the earlier kill was not confirmed")
+                    await self.kill(task, "the earlier kill was not confirmed")
             await self._advance_deployments(done_apps)
             self._announce_waiting(now)
 
@@ -580,17 +602,26 @@ class Marathon:
         for task in list(self.tasks.values()):
             app = self.apps.get(task.app_id) or self.stopping.get(task.app_id) or {}
             if task.state == "TASK_STAGING" and now - task.staged_epoch > self.settings.task_launch_timeout:
-                await self._kill(task, f"not running after {self.settings.task_launch_timeout:g}s")
+                await self.kill(task, f"not running after {self.settings.task_launch_timeout:g}s")
+                await self._expunge(task)
+            elif task.reconciling_since and now - task.reconciling_since > UNKNOWN_TASK_GRACE_SECONDS:
+                log.info("task %s stayed unknown to the master: replacing it", task.id)
+                await self.kill(task, "unknown to the master")
                 await self._expunge(task)
             elif task.unreachable_since is not None:
                 strategy = app.get("unreachableStrategy")
                 expunge_after = strategy.get("expungeAfterSeconds", 0) if isinstance(strategy, dict) else None
                 if expunge_after is not None and now - task.unreachable_since >= expunge_after:
-                    await self._kill(task, "unreachable for too long")
+                    await self.kill(task, "unreachable for too long")
                     await self._expunge(task)
 
     async def _advance_deployments(self, done_apps: set[str]) -> None:
         for deployment in sorted(self.deployments.values(), key=lambda d: d.version):
+            if not deployment.steps:  # e.g. a group without apps: nothing to do
+                await self.storage.delete_deployment(deployment.id)
+                del self.deployments[deployment.id]
+                self.events.publish("deployment_success", id=deployment.id, plan=deployment.plan_json())
+                continue
             while deployment.current_actions and all(a.app in done_apps for a in deployment.current_actions):
                 self.events.publish(
                     "deployment_step_success",

@@ -195,7 +195,8 @@ def converge(
             surplus = current_total - instances
             from_queue = min(queued, surplus)
             return Decision(launch=-from_queue, kill=kill_order(current, selection)[: surplus - from_queue])
-        done = len(current) == instances and all(healthy(t) for t in current)
+        # Done only once the killed tasks are gone too: a deployment never ends with extra tasks alive.
+        done = len(current) == instances and all(healthy(t) for t in current) and dying == 0
         return Decision(launch=instances - current_total, done=done and queued == 0)
     strategy = app.get("upgradeStrategy") or {}
     minimum_healthy = math.ceil(instances * float(strategy.get("minimumHealthCapacity", 1.0)) - 1e-9)
@@ -209,7 +210,7 @@ def converge(
         # minimumHealthCapacity 1 with maximumOverCapacity 0 could never move: allow one below, as Marathon does.
         removable = 1
     kill += kill_order(old_alive, selection)[:removable]
-    remaining_old = len(outdated) - len(kill)
-    room = maximum_total - (remaining_old + current_total + dying)
+    # What is being killed (now or before) still runs until its agent confirms: it takes room too.
+    room = maximum_total - (len(outdated) + current_total + dying)
     launch = max(0, min(instances - current_total, room))
     return Decision(launch=launch, kill=kill, done=False)

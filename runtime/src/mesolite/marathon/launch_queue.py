@@ -4,11 +4,44 @@ were declined ("say why it waits")."""
 from __future__ import annotations
 
 import time
-from collections import Counter
+from collections import Counter, deque
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from mesolite.marathon.timestamps import format_timestamp
+
+# Marathon's offer-matching funnel, in its order: each declined offer counts at the first stage it failed.
+MARATHON_REASONS = (
+    "UnfulfilledRole",
+    "UnfulfilledConstraint",
+    "NoCorrespondingReservationFound",
+    "AgentMaintenance",
+    "InsufficientCpus",
+    "InsufficientMemory",
+    "InsufficientDisk",
+    "InsufficientGpus",
+    "InsufficientPorts",
+    "DeclinedScarceResources",
+)
+LAST_UNUSED_OFFERS = 10
+
+
+def marathon_reason(label: str) -> str:
+    """Marathon's name for one of our decline labels ("insufficient cpus" -> "InsufficientCpus")."""
+    if label.startswith("constraint"):
+        return "UnfulfilledConstraint"
+    if label.startswith("role"):
+        return "UnfulfilledRole"
+    if "ports" in label:
+        return "InsufficientPorts"
+    names = {
+        "cpus": "InsufficientCpus",
+        "mem": "InsufficientMemory",
+        "disk": "InsufficientDisk",
+        "gpus": "InsufficientGpus",
+    }
+    return names.get(label.rsplit(" ", 1)[-1], "DeclinedScarceResources")
 
 
 @dataclass
@@ -38,10 +71,15 @@ class OfferStatistics:
     reasons: dict[str, DeclineReason] = field(default_factory=dict)
     last_used_at: float | None = None
     last_unused_at: float | None = None
+    last_unused: deque = field(default_factory=lambda: deque(maxlen=LAST_UNUSED_OFFERS))
 
-    def declined(self, label: str, need: float | None = None, available: float | None = None) -> None:
+    def declined(
+        self, label: str, need: float | None = None, available: float | None = None, offer: Mapping | None = None
+    ) -> None:
         self.processed += 1
         self.last_unused_at = time.time()
+        if offer is not None:
+            self.last_unused.append((offer, label, self.last_unused_at))
         reason = self.reasons.setdefault(label, DeclineReason(need=need))
         reason.count += 1
         if available is not None:
@@ -73,12 +111,49 @@ class OfferStatistics:
             "unusedOffersCount": self.declined_count,
             "lastUnusedOfferAt": format_timestamp(self.last_unused_at) if self.last_unused_at else None,
             "lastUsedOfferAt": format_timestamp(self.last_used_at) if self.last_used_at else None,
-            "rejectSummaryLastOffers": [
-                {"reason": label, "declined": reason.count, "processed": self.processed}
-                for label, reason in self.reasons.items()
-            ],
+            "rejectSummaryLastOffers": self._funnel(),
             "summary": self.summary(),
         }
+
+    def _funnel(self) -> list[dict[str, Any]]:
+        declined_by_reason: Counter[str] = Counter()
+        for label, reason in self.reasons.items():
+            declined_by_reason[marathon_reason(label)] += reason.count
+        funnel, reaching = [], self.processed
+        for name in MARATHON_REASONS:
+            funnel.append({"reason": name, "declined": declined_by_reason[name], "processed": reaching})
+            reaching -= declined_by_reason[name]
+        return funnel
+
+    def last_unused_offers(self) -> list[dict[str, Any]]:
+        """Marathon's `lastUnusedOffers` (GET /v2/queue?embed=lastUnusedOffers): the offer and why it was not used."""
+        return [
+            {
+                "offer": {
+                    "id": offer.get("id", {}).get("value"),
+                    "agentId": offer.get("agent_id", {}).get("value"),
+                    "hostname": offer.get("hostname"),
+                    "resources": [_resource_json(r) for r in offer.get("resources") or []],
+                    "attributes": offer.get("attributes") or [],
+                },
+                "timestamp": format_timestamp(moment),
+                "reason": [marathon_reason(label)],
+                "detail": label,
+            }
+            for offer, label, moment in self.last_unused
+        ]
+
+
+def _resource_json(resource: Mapping[str, Any]) -> dict[str, Any]:
+    return {
+        "name": resource.get("name"),
+        "role": resource.get("role", "*"),
+        "scalar": (resource.get("scalar") or {}).get("value", 0),
+        "ranges": [
+            {"begin": r.get("begin"), "end": r.get("end")} for r in (resource.get("ranges") or {}).get("range", [])
+        ],
+        "set": (resource.get("set") or {}).get("item", []),
+    }
 
 
 @dataclass

@@ -135,16 +135,19 @@ def match(
         roles = list(roles)
     elif roles is not None:
         roles = None
+    # Marathon's order: role, constraints, then each resource.
+    if roles is not None and not offer.usable(roles):
+        return Mismatch(f"role not accepted (acceptedResourceRoles {','.join(roles)})")
+    placement = placement_of_offer(offer.offer)
+    violated = first_violated(app_constraints(app), placement, placed)
+    if violated is not None:
+        return Mismatch(f"constraint {violated.describe()}")
     for name in SCALARS:
         need = float(app.get(name) or 0)
         if need > 0:
             have = offer.scalar(name, roles)
             if have + 1e-9 < need:
                 return Mismatch(f"insufficient {name}", need, have)
-    placement = placement_of_offer(offer.offer)
-    violated = first_violated(app_constraints(app), placement, placed)
-    if violated is not None:
-        return Mismatch(f"constraint {violated.describe()}")
     requested = requested_host_ports(app)
     host_ports: list[int] = []
     if requested:
@@ -270,7 +273,14 @@ def _container_info(app: Mapping[str, Any], container: Mapping[str, Any], host_p
     }
     if port_mappings and network in ("BRIDGE", "USER"):
         docker_info["port_mappings"] = port_mappings
-    return {"type": "DOCKER", "docker": docker_info, "volumes": volumes}
+    info = {"type": "DOCKER", "docker": docker_info, "volumes": volumes}
+    if network == "USER":
+        name = (app.get("ipAddress") or {}).get("networkName") or next(
+            (n.get("name") for n in app.get("networks") or [] if n.get("name")), None
+        )
+        if name:
+            info["network_infos"] = [{"name": name}]
+    return info
 
 
 def _discovery(app: Mapping[str, Any], host_ports: list[int]) -> dict[str, Any]:

@@ -27,6 +27,8 @@ log = logging.getLogger(__name__)
 REFUSE_SECONDS_WHILE_WAITING = 1.0
 REFUSE_SECONDS_IDLE = 120.0
 TICK_SECONDS = 0.5
+# How often tasks whose state the master could not tell yet are reconciled again.
+RECONCILE_RETRY_SECONDS = 3.0
 
 
 class MesosClient(Protocol):
@@ -68,6 +70,7 @@ class MesosScheduler:
         self.declined_idle = False
         self.subscribed = False
         self._health_session: aiohttp.ClientSession | None = None
+        self._last_reconcile = 0.0
         self._probing: set[tuple[str, int]] = set()
         self._probes: set[asyncio.Task] = set()
         self._next_probe: dict[tuple[str, int], float] = {}
@@ -110,6 +113,11 @@ class MesosScheduler:
         if known:
             await self.client.reconcile(known)
         await self.client.reconcile([])
+        # Kills asked for while no master listened (e.g. during a failover) are sent now.
+        async with self.marathon.lock:
+            for task in list(self.marathon.tasks.values()):
+                if task.kill_requested_at is not None:
+                    await self.marathon.kill(task, "asked for before this subscription")
 
     async def handle_offers(self, offers: list[Mapping[str, Any]]) -> None:
         assert self.client is not None
@@ -125,7 +133,7 @@ class MesosScheduler:
                         placed = [t.placement for t in self.marathon.active_tasks(entry.app_id)]
                         result = match(app, resources, placed)
                         if not isinstance(result, Launch):
-                            entry.statistics.declined(result.label, result.need, result.available)
+                            entry.statistics.declined(result.label, result.need, result.available, offer)
                             break
                         await self.marathon.task_launched(self._task_of(app, result, offer))
                         log.info("launching %s on %s", result.task_id, offer.get("hostname"))
@@ -184,12 +192,22 @@ class MesosScheduler:
                 try:
                     await self.marathon.tick()
                     await self._revive_or_suppress()
+                    await self._reconcile_unknown()
                     self._schedule_health_checks()
                 except Exception:
                     log.exception("tick failed")
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self.marathon.changed.wait(), TICK_SECONDS)
                 self.marathon.changed.clear()
+
+    async def _reconcile_unknown(self) -> None:
+        if self.client is None or not self.subscribed or time.time() - self._last_reconcile < RECONCILE_RETRY_SECONDS:
+            return
+        unknown = [(t.id, t.agent_id) for t in self.marathon.tasks.values() if t.reconciling_since is not None]
+        if unknown:
+            self._last_reconcile = time.time()
+            with contextlib.suppress(Exception):
+                await self.client.reconcile(unknown)
 
     async def _revive_or_suppress(self) -> None:
         if self.client is None or not self.subscribed:

@@ -108,7 +108,8 @@ class MarathonService:
 
     async def run(self) -> None:
         await self.session.start(timeout=self.flags.zk_timeout / 1000)
-        runner = web.AppRunner(create_http_app(self), access_log=None)
+        # Event streams never end by themselves: give open requests a moment, not aiohttp's minute.
+        runner = web.AppRunner(create_http_app(self), access_log=None, shutdown_timeout=2.0)
         await runner.setup()
         site = web.TCPSite(runner, self.flags.http_address, self.flags.http_port)
         await site.start()

@@ -69,6 +69,8 @@ class MarathonTask:
     ip_addresses: list[dict[str, str]] = field(default_factory=list)
     kill_requested_at: float | None = None
     unreachable_since: float | None = None
+    # The master answered a reconciliation with TASK_UNKNOWN: its agent may still come back with it.
+    reconciling_since: float | None = None
     mesos_healthy: bool | None = None  # from Mesos-run checks (COMMAND, MESOS_*)
     health: dict[int, HealthResult] = field(default_factory=dict)
 

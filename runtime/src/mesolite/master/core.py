@@ -15,6 +15,7 @@ import json
 import logging
 import time
 from collections import Counter, deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from types import SimpleNamespace
 
@@ -83,8 +84,12 @@ class Master:
         ids: IdGenerator,
         settings: MasterSettings,
         registry: Registry | None = None,
+        is_leading: Callable[[], bool] = lambda: True,
     ):
         self.master_info = master_info
+        # False the moment this process may no longer act as leader: background work checks it, since
+        # only requests pass through the HTTP layer's check.
+        self.is_leading = is_leading
         self.ids = ids
         self.settings = settings
         self.registry = registry
@@ -188,18 +193,24 @@ class Master:
                 raise CallError(f"Missing required field: subscribe.framework_info.{name} (a string)")
         framework_id = value_of(call, "framework_id")
         info_id = value_of(info, "id")
-        if (framework_id or info_id) and framework_id != info_id:
+        if framework_id and info_id and framework_id != info_id:
             raise CallError("'framework_id' differs from 'subscribe.framework_info.id'")
+        capabilities = info.get("capabilities", [])
+        if not isinstance(capabilities, list) or not all(isinstance(c, dict) for c in capabilities):
+            raise CallError('subscribe.framework_info.capabilities must be a list of {"type": ...} objects')
         roles = framework_roles(info)
         for role in roles:
             if not isinstance(role, str) or not role or role in (".", "..") or any(ch.isspace() for ch in role):
                 raise CallError(f"Invalid role '{role}' in subscribe.framework_info")
-        if info.get("roles") and "MULTI_ROLE" not in {c.get("type") for c in info.get("capabilities", [])}:
+        if info.get("roles") and "MULTI_ROLE" not in {c.get("type") for c in capabilities}:
             raise CallError("'subscribe.framework_info.roles' needs the MULTI_ROLE capability; use 'role' otherwise")
+        suppressed = subscribe.get("suppressed_roles", [])
+        if not isinstance(suppressed, list) or not all(isinstance(role, str) for role in suppressed):
+            raise CallError("subscribe.suppressed_roles must be a list of role names")
         timeout = info.get("failover_timeout", 0.0)
         if not isinstance(timeout, int | float) or timeout < 0:
             raise CallError("subscribe.framework_info.failover_timeout must be a non-negative number of seconds")
-        return info, framework_id
+        return info, framework_id or info_id
 
     def subscribe(self, call: dict, stream: EventStream) -> Framework | None:
         """Attach a SUBSCRIBE's stream: a new framework, or a known one failing over to this stream."""
@@ -302,8 +313,10 @@ class Master:
         self.remove_framework(framework.framework_id, "torn down by the framework")
 
     def remove_framework(self, framework_id: str, reason: str) -> None:
+        if self._stopped or not self.is_leading():
+            return
         framework = self.frameworks.pop(framework_id, None)
-        if framework is None or self._stopped:
+        if framework is None:
             return
         log.info("removing framework %s (%s): %s", framework_id, framework.info.get("name"), reason)
         framework.cancel_failover_timer()
@@ -329,7 +342,7 @@ class Master:
         framework.stream = None
         self.completed_frameworks.append(framework)
         self.removed_framework_ids.add(framework_id)
-        self._persist_framework(framework_id, removed=framework)
+        self._persist_framework(framework_id)
         self.trigger_allocation()
 
     def accept(self, framework: Framework, accept: dict) -> None:
@@ -776,6 +789,7 @@ class Master:
             if was_unreachable:
                 agent.unreachable_time = None
         agent.info = info
+        agent.recovered_tasks = []
         agent.version = str(body.get("version", agent.version))
         agent.boot_id = str(body.get("boot_id", agent.boot_id))
         agent.capabilities = body.get("capabilities", agent.capabilities)
@@ -823,9 +837,7 @@ class Master:
                 self._persist_framework(framework_id)
             known = framework.tasks.get(task_id)
             if known is not None:
-                if not known.terminal and reported_task.get("state") and reported_task["state"] != known.state:
-                    known.state = reported_task["state"] if not is_terminal(known.state) else known.state
-                continue
+                continue  # its state follows from the updates the agent (re)sends
             lost = framework.unreachable_tasks.pop(task_id, None)
             if lost is not None and not framework.partition_aware:
                 # Reported LOST to a framework that cannot take it back: the task must go.
@@ -1001,7 +1013,7 @@ class Master:
             agent.state = AgentState.UNREACHABLE
             agent.unreachable_time = when
             self.counters["master/slave_unreachable_completed"] += 1
-        self._persist_agent(agent_id, urgent=True, removed=removed)
+        self._persist_agent(agent_id, urgent=True)
         self.trigger_allocation()
 
     def _find_task(self, framework_id: str, task_id: str) -> Task | None:
@@ -1097,6 +1109,8 @@ class Master:
             except TimeoutError:
                 pass
             self._wake_allocator.clear()
+            if not self.is_leading():
+                continue
             try:
                 if self.allocator.has_pending_work(time.monotonic()):
                     self.run_allocation()
@@ -1109,7 +1123,15 @@ class Master:
         interval = self.settings.agent_ping_timeout
         ping = event("PING", {})
         while True:
+            before = time.monotonic()
             await asyncio.sleep(interval)
+            if not self.is_leading():
+                continue
+            if time.monotonic() - before > 2 * interval:
+                # This process stalled: the silence was ours, not the agents'. Give them a fresh start.
+                log.warning("the master stalled for %.1fs; agents' silence clocks restart", time.monotonic() - before)
+                for agent in self.agents.values():
+                    agent.last_seen = now()
             try:
                 self._check_agents(ping)
             except Exception:
@@ -1175,16 +1197,18 @@ class Master:
         heartbeat = event("HEARTBEAT")
         while True:
             await asyncio.sleep(self.settings.heartbeat_interval)
+            if not self.is_leading():
+                continue
             for framework in self.frameworks.values():
                 framework.send(heartbeat)
 
     # ------------------------------------------------------------------ registry
 
-    def _persist_agent(self, agent_id: str, urgent: bool = False, removed: bool = False) -> None:
+    def _persist_agent(self, agent_id: str, urgent: bool = False) -> None:
         if self.registry is not None:
             self.registry.agent_changed(agent_id, urgent)
 
-    def _persist_framework(self, framework_id: str, removed: Framework | None = None) -> None:
+    def _persist_framework(self, framework_id: str) -> None:
         if self.registry is not None:
             self.registry.framework_changed(framework_id)
 

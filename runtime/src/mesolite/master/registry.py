@@ -42,7 +42,9 @@ class Registry:
         agent_snapshot: Snapshot,
         framework_snapshot: Snapshot,
         flush_interval: float = 0.5,
+        is_leading: Callable[[], bool] = lambda: True,
     ):
+        self._is_leading = is_leading
         root = path.rstrip("/") + "/registry"
         self.agents = ZooKeeperStore(session, f"{root}/agents")
         self.frameworks = ZooKeeperStore(session, f"{root}/frameworks")
@@ -113,6 +115,8 @@ class Registry:
                 await asyncio.sleep(self._flush_interval)
 
     async def flush(self) -> None:
+        if not self._is_leading():
+            return  # a master that may not act must not write (the records stay dirty until it stops)
         agents, self._dirty_agents = self._dirty_agents, set()
         frameworks, self._dirty_frameworks = self._dirty_frameworks, set()
         writes = [self._write(self.agents, key, self._agent_snapshot(key)) for key in agents]

@@ -116,6 +116,56 @@ def lookup_hostname(ip: str) -> str:
     return ip
 
 
+class LeadershipLease:
+    """How long this master may act as leader on the strength of its last word from ZooKeeper.
+
+    Kazoo reports a dead connection only when its threads notice; a process that was frozen (SIGSTOP, a
+    VM pause, a long GC-like stall) for longer than its session timeout would act as leader for a moment
+    after it thaws, while another master already leads. So the leader proves its session regularly: a
+    read of its own znode that started at T and found it owned by this session shows ZooKeeper heard
+    from us at T or later, so the session cannot expire (and nobody else be elected) before
+    T + session timeout. We act only until T + half of it, and renew every quarter.
+    """
+
+    def __init__(self, session, contender, session_timeout: float):
+        self.session = session
+        self.contender = contender
+        self.session_timeout = session_timeout
+        self.valid_until = 0.0
+
+    def valid(self) -> bool:
+        return time.monotonic() < self.valid_until
+
+    async def renew(self) -> bool:
+        node = self.contender.node
+        if node is None or not self.session.connected:
+            return False
+        started = time.monotonic()
+        client = self.session.client
+        try:
+            stat = await self.session.run(client.exists, f"{self.contender.path}/{node}")
+        except Exception as error:
+            log.warning("could not confirm the ZooKeeper session: %s", error)
+            return False
+        if stat is None or stat.ephemeralOwner != client.client_id[0]:
+            return False
+        self.valid_until = max(self.valid_until, started + self.effective_timeout() / 2)
+        return True
+
+    def effective_timeout(self) -> float:
+        """The session timeout the server granted (it may clamp what we asked for), in seconds."""
+        negotiated = getattr(self.session.client, "_session_timeout", None)
+        if isinstance(negotiated, int | float) and negotiated > 0:
+            return min(self.session_timeout, negotiated / 1000)
+        return self.session_timeout
+
+    async def run(self) -> None:
+        while True:
+            await asyncio.sleep(self.effective_timeout() / 4)
+            if self.contender.is_leader:
+                await self.renew()
+
+
 class MasterProcess:
     """One running master process: its MasterInfo, who leads, and the `Master` while this one does."""
 
@@ -137,15 +187,30 @@ class MasterProcess:
             "address": {"hostname": hostname, "ip": ip, "port": port},
         }
         self.ids = IdGenerator(master_id)
-        self.master: Master | None = None
+        self._master: Master | None = None
+        self.lease: LeadershipLease | None = None
         self.leader_info: dict | None = None
         self.session = None
         self.contender = None
+        self.lease_task: asyncio.Task | None = None
         self._term_lock = asyncio.Lock()
+
+    def is_leading(self) -> bool:
+        """Act as leader right now? Elected, session connected, and the lease fresh (see LeadershipLease)."""
+        if self._master is None:
+            return False
+        if self.contender is None:
+            return True  # standalone
+        return self.contender.is_leader and self.lease is not None and self.lease.valid()
+
+    @property
+    def master(self) -> Master | None:
+        """The `Master` while this process may act as leader, else None."""
+        return self._master if self.is_leading() else None
 
     async def on_elected(self) -> None:
         async with self._term_lock:
-            if self.master is not None:
+            if self._master is not None:
                 return
             registry = None
             if self.session is not None:
@@ -155,8 +220,9 @@ class MasterProcess:
                     agent_snapshot=lambda agent_id: master.agent_record(agent_id),
                     framework_snapshot=lambda framework_id: master.framework_record(framework_id),
                     flush_interval=self.flags.registry_flush_interval,
+                    is_leading=lambda: self.contender is not None and self.contender.is_leader and self.lease.valid(),
                 )
-            master = Master(self.info, self.ids, self.settings, registry)
+            master = Master(self.info, self.ids, self.settings, registry, is_leading=self.is_leading)
             log.info("elected leading master %s", self.info["pid"])
             try:
                 await master.start()
@@ -164,13 +230,13 @@ class MasterProcess:
                 log.exception("recovering the registry failed; giving up this term")
                 await master.stop("recovery failed")
                 raise
-            if self.contender is not None and not self.contender.is_leader:
+            if self.contender is not None and not (self.contender.is_leader and await self.lease.renew()):
                 await master.stop("lost leadership while recovering")
                 return
-            self.master = master
+            self._master = master
 
     async def on_lost(self, reason: str) -> None:
-        master, self.master = self.master, None
+        master, self._master = self._master, None
         if master is not None:
             log.warning("no longer the leading master: %s", reason)
             await master.stop(reason)
@@ -208,6 +274,8 @@ async def run(flags: SimpleNamespace) -> None:
         await stop.wait()
         log.info("shutting down")
     finally:
+        if process.lease_task is not None:
+            process.lease_task.cancel()
         if contender is not None:
             with contextlib.suppress(Exception):
                 await contender.stop()
@@ -247,6 +315,8 @@ async def start_election(process: MasterProcess, flags: SimpleNamespace):
     await detector.start()
     contender = Contender(session, process.info, on_elected=process.on_elected, on_lost=process.on_lost)
     process.contender = contender
+    process.lease = LeadershipLease(session, contender, flags.zk_session_timeout)
+    process.lease_task = asyncio.create_task(process.lease.run(), name="leadership-lease")
     await contender.start()
     return detector, contender
 

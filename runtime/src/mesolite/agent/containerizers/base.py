@@ -130,6 +130,10 @@ class Containerizer(ABC):
     that the agent needs (the agent and the executors are different processes)."""
 
     name: ClassVar[str]
+    # Whether a new executor may call `run()` again for a run whose executor died, and `run()` then picks up
+    # the container that still runs (no second container, no output twice). The agent then starts a new
+    # executor for such a run instead of failing the task.
+    reattaches: ClassVar[bool] = False
 
     def __init__(self, options: AgentOptions):
         self.options = options

@@ -737,6 +737,13 @@ def _reported_running(run: ExecutorRun) -> bool:
     return False
 
 
+def _may_have_a_container(run: ExecutorRun) -> bool:
+    """Whether an earlier executor of this run may have started its container (which a new executor
+    must then wait for dockerd to re-attach to, rather than fail): it reported TASK_RUNNING, or it had
+    begun copying the container's output."""
+    return _reported_running(run) or (run.run_dir / "docker-stdout.position").exists()
+
+
 def _termination(state: dict | None, killed: bool) -> Termination:
     if state is None:
         if killed:
@@ -775,6 +782,7 @@ def _error_text(error: Exception) -> str:
 
 class DockerContainerizer(Containerizer):
     name = "docker"
+    reattaches = True  # run() re-attaches to the container of an earlier executor of the run
 
     def __init__(self, options: AgentOptions):
         super().__init__(options)
@@ -845,9 +853,20 @@ class DockerContainerizer(Containerizer):
             return Termination("TASK_ERROR", str(error), reason="REASON_TASK_INVALID")
         for stream in ("stdout", "stderr"):  # there from the start, as in every Mesos sandbox
             (run.sandbox / stream).touch()
+        if not os.path.exists(run.options.docker_socket) and not _may_have_a_container(run):
+            # No socket file means no dockerd (the packages' docker.socket keeps the file while dockerd
+            # restarts): waiting LAUNCH_RETRY_SECONDS for it would only make the failure late and vague.
+            # A socket that exists but does not answer yet is waited for, as is any re-attach.
+            return _launch_failure(
+                f"dockerd is not running: its socket {run.options.docker_socket} does not exist "
+                "(start dockerd, or point --docker_socket at its socket)"
+            )
         existing = await in_thread(self._inspect, session, spec.name)
         if existing is not None and _started(existing):
             logger.info("Re-attaching to container %s", spec.name)
+        elif existing is None and _reported_running(run):
+            # The task ran, and its container is gone: starting it again would run the task twice.
+            return _termination(None, self._killed(run))
         else:
             failure = await self._launch(run, session, spec, created=existing is not None)
             if failure is not None:

@@ -10,7 +10,8 @@ from mesolite.marathon.api.views import queue_json
 
 
 async def show_queue(request: web.Request) -> web.Response:
-    return web.json_response(queue_json(marathon_of(request)))
+    embeds = {value for value in request.query.getall("embed", [])}
+    return web.json_response(queue_json(marathon_of(request), last_unused_offers="lastUnusedOffers" in embeds))
 
 
 async def reset_delay(request: web.Request) -> web.Response:

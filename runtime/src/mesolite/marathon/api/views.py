@@ -101,20 +101,22 @@ def group_json(marathon: Marathon, group_id: str, embeds: set[str]) -> dict[str,
     }
 
 
-def queue_json(marathon: Marathon) -> dict[str, Any]:
+def queue_json(marathon: Marathon, last_unused_offers: bool = False) -> dict[str, Any]:
     items = []
     for app, count in marathon.queued_apps():
         summary = marathon.waiting_summary(app["id"]) or {}
         delay = summary.get("delaySeconds", 0)
-        items.append(
-            {
-                "count": count,
-                "delay": {"timeLeftSeconds": round(delay), "overdue": delay <= 0},
-                "since": summary.get("since"),
-                "processedOffersSummary": summary.get("processedOffersSummary"),
-                "app": app_json(marathon, app, {"counts", "deployments"}),
-            }
-        )
+        item = {
+            "count": count,
+            "delay": {"timeLeftSeconds": round(delay), "overdue": delay <= 0},
+            "since": summary.get("since"),
+            "processedOffersSummary": summary.get("processedOffersSummary"),
+            "app": app_json(marathon, app, {"counts", "deployments"}),
+        }
+        if last_unused_offers:
+            statistics = marathon.queue.statistics(app["id"])
+            item["lastUnusedOffers"] = statistics.last_unused_offers() if statistics else []
+        items.append(item)
     return {"queue": items}
 
 
