@@ -13,10 +13,13 @@ import json
 import threading
 import time
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
+import pytest
 from aiohttp import web
 
+from conftest import free_port
 from mesolite.protocol.recordio import encode
 
 
@@ -162,3 +165,10 @@ class FakeMaster:
         ):
             self.acknowledge(body["status_update"])
         return web.Response(status=202)
+
+
+@pytest.fixture
+def master() -> Iterator[FakeMaster]:
+    fake = FakeMaster(free_port())
+    yield fake
+    fake.stop()

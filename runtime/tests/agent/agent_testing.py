@@ -1,20 +1,22 @@
-"""Helpers for the agent's tests: start an agent as a real process, read its HTTP API, clean up tasks."""
+"""Helpers for the agent's tests: an agent's home (the `home` fixture), its HTTP API, leaving nothing behind."""
 
 from __future__ import annotations
 
 import contextlib
 import json
 import os
-import signal
-import time
 import urllib.parse
 import urllib.request
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from conftest import free_port
-from mesolite.agent import processes
+import pytest
+
+from conftest import free_port, kill_processes_under
+from mesolite.agent import cgroups, processes
+from mesolite.agent.containerizers.base import DEFAULT_CGROUPS_ROOT, DEFAULT_DOCKER_SOCKET
 
 
 @dataclass
@@ -65,19 +67,40 @@ class AgentHome:
                 found.append(identity)
         return found
 
-    def kill_tasks(self) -> None:
-        """Tests leave no task behind: executors outlive the agent by design."""
-        for kill_request in self.work_dir.glob("meta/slaves/*/frameworks/*/executors/*/runs/*"):
-            with contextlib.suppress(OSError):
-                (kill_request / "kill.request").write_text('{"grace_period_seconds": 0}')
-        identities = self.executor_identities()
-        for identity in identities:
-            processes.signal_process(identity, signal.SIGTERM)
-        deadline = time.monotonic() + 5
-        while time.monotonic() < deadline and any(processes.is_alive(i) for i in identities):
-            time.sleep(0.05)
-        for identity in identities:
-            processes.signal_process(identity, signal.SIGKILL)
+    def remove_tasks(self) -> None:
+        """Leave nothing behind. Executors outlive their agent by design, so once the agents are stopped:
+        SIGKILL every process working in this home (executors, tasks), remove its agents' containers and
+        the cgroups of its command tasks."""
+        kill_processes_under(self.work_dir)
+        remove_containers_of(self.work_dir)
+        for run in self.run_directories():
+            leftovers = cgroups.existing_container_cgroups(run.name, DEFAULT_CGROUPS_ROOT)
+            leftovers.kill_all()
+            leftovers.remove()
+
+
+def remove_containers_of(work_dir: Path) -> None:
+    """Remove the containers that agents with this work_dir started (their `mesos.work_dir` label)."""
+    if not Path(DEFAULT_DOCKER_SOCKET).exists():
+        return
+    import docker  # only where there is a dockerd: the agent's tests run without one too
+
+    from mesolite.agent.containerizers.docker import LABEL_WORK_DIR
+
+    with docker.APIClient(base_url=f"unix://{DEFAULT_DOCKER_SOCKET}", version="auto") as api:
+        for container in api.containers(all=True, filters={"label": f"{LABEL_WORK_DIR}={work_dir}"}):
+            with contextlib.suppress(docker.errors.NotFound):
+                api.remove_container(container["Id"], force=True, v=True)
+
+
+@pytest.fixture
+def home(tmp_path, launcher) -> Iterator[AgentHome]:
+    """A private agent home; at the end the agents are stopped first (an agent would start new executors for
+    the ones killed here), then everything the test ran in the home is removed."""
+    agent_home = AgentHome.create(tmp_path)
+    yield agent_home
+    launcher.stop_all()
+    agent_home.remove_tasks()
 
 
 def get_json(url: str, **query) -> dict | list:

@@ -4,6 +4,8 @@ Driven by the test-only fake master (agent_fake_master.py) so that every update 
 visible; the same scenario against the real master is in test_agent_with_master.py.
 """
 
+# ruff: noqa: F811 - pytest fixtures imported from agent_testing and agent_fake_master are redefined as parameters
+
 from __future__ import annotations
 
 import os
@@ -11,27 +13,13 @@ import signal
 from pathlib import Path
 
 import pytest
-from agent_fake_master import FakeMaster
-from agent_testing import AgentHome, agent_tasks, get_json, process_exists
+from agent_fake_master import FakeMaster, master  # noqa: F401 - a fixture
+from agent_testing import AgentHome, agent_tasks, get_json, home, process_exists  # noqa: F401 - a fixture
 from test_agent_tasks import start_agent, wait_for_state
 
-from conftest import free_port, wait_for
+from conftest import wait_for
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture
-def master():
-    fake = FakeMaster(free_port())
-    yield fake
-    fake.stop()
-
-
-@pytest.fixture
-def home(tmp_path):
-    agent_home = AgentHome.create(tmp_path)
-    yield agent_home
-    agent_home.kill_tasks()
 
 
 def task_pid(agent_url: str, task_id: str) -> int:

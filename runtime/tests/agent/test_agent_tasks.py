@@ -1,30 +1,18 @@
 """Command tasks on a real agent process, driven by a test-only fake master (see agent_fake_master.py)."""
 
+# ruff: noqa: F811 - pytest fixtures imported from agent_testing and agent_fake_master are redefined as parameters
+
 from __future__ import annotations
 
 import time
 
 import pytest
-from agent_fake_master import FakeMaster
-from agent_testing import AgentHome, agent_tasks, get_json, read_sandbox_file
+from agent_fake_master import FakeMaster, master  # noqa: F401 - a fixture
+from agent_testing import AgentHome, agent_tasks, get_json, home, read_sandbox_file  # noqa: F401 - a fixture
 
-from conftest import free_port, wait_for
+from conftest import wait_for
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture
-def master():
-    fake = FakeMaster(free_port())
-    yield fake
-    fake.stop()
-
-
-@pytest.fixture
-def home(tmp_path):
-    agent_home = AgentHome.create(tmp_path)
-    yield agent_home
-    agent_home.kill_tasks()
 
 
 def start_agent(launcher, home: AgentHome, master: FakeMaster, *extra: str):

@@ -1,5 +1,7 @@
 """The agent end to end: real ZooKeeper, the real master, a framework through the v1 scheduler API."""
 
+# ruff: noqa: F811 - pytest fixtures imported from agent_testing and agent_fake_master are redefined as parameters
+
 from __future__ import annotations
 
 import signal
@@ -7,27 +9,29 @@ from pathlib import Path
 
 import pytest
 from agent_framework import ThreadedFramework
-from agent_testing import AgentHome, agent_tasks, get_json, process_exists, read_sandbox_file
+from agent_testing import AgentHome, agent_tasks, get_json, home, process_exists, read_sandbox_file  # noqa: F401 - a fixture
 
 from conftest import free_port, wait_for
 
 pytestmark = pytest.mark.integration
 
+# A killed leader leads until its ZooKeeper session expires: 3 s instead of the default 10 s keeps the failover
+# test short (the test ZooKeeper allows sessions from 1 s).
+FAST_FAILOVER = "--zk_session_timeout=3secs"
+
 
 @pytest.fixture
-def cluster(zookeeper, launcher, tmp_path):
+def cluster(zookeeper, launcher, home, tmp_path):
     """One master and one agent (not started) on a fresh ZooKeeper path; a framework."""
     url = zookeeper.url()
     master_port = free_port()
     launcher.start(
         "master", "master", f"--zk={url}", "--ip=127.0.0.1", "--hostname=127.0.0.1", f"--port={master_port}",
-        f"--work_dir={tmp_path / 'master'}", "--quorum=1", port=master_port,
+        f"--work_dir={tmp_path / 'master'}", "--quorum=1", FAST_FAILOVER, port=master_port,
     )  # fmt: skip
-    home = AgentHome.create(tmp_path)
     framework = ThreadedFramework(url)
     yield url, home, framework
     framework.stop()
-    home.kill_tasks()
 
 
 def start_agent(launcher, home: AgentHome, url: str):
@@ -86,7 +90,7 @@ def test_agent_follows_a_master_failover_without_disturbing_tasks(launcher, clus
     standby_port = free_port()
     launcher.start(
         "standby", "master", f"--zk={url}", "--ip=127.0.0.1", "--hostname=127.0.0.1", f"--port={standby_port}",
-        f"--work_dir={tmp_path / 'standby'}", "--quorum=1", port=standby_port,
+        f"--work_dir={tmp_path / 'standby'}", "--quorum=1", FAST_FAILOVER, port=standby_port,
     )  # fmt: skip
     agent = start_agent(launcher, home, url)
     agent_id = get_json(agent.url("/state"))["id"]

@@ -140,6 +140,18 @@ def docker_task(
     }
 
 
+# A task that writes numbered lines until the test creates `stop` in its sandbox: it lasts exactly as long as
+# the disturbance a test puts it through, and its output shows any line lost or copied twice.
+COUNTING_COMMAND = 'i=0; until [ -e "$MESOS_SANDBOX/stop" ]; do i=$((i+1)); echo line $i; sleep 0.1; done'
+
+
+def counted_lines(output: str) -> int:
+    """How many lines COUNTING_COMMAND wrote, failing the test unless each came exactly once and in order."""
+    lines = output.splitlines()
+    assert lines == [f"line {i}" for i in range(1, len(lines) + 1)], "a line was lost or copied twice"
+    return len(lines)
+
+
 def make_run(
     work_dir: Path, task: dict, options: AgentOptions | None = None, container_id: str | None = None
 ) -> ExecutorRun:

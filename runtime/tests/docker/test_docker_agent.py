@@ -29,14 +29,14 @@ from docker_testing import (  # noqa: F401 - fixtures
     rootfs_image,
 )
 
-from conftest import free_port, wait_for
+from conftest import wait_for
 from mesolite.agent import processes
 from mesolite.agent.containerizers.docker import LABEL_TASK_ID, LABEL_WORK_DIR
 
 # The agent engineer's helpers: an agent process in a private work dir, and the fake master.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "agent"))
-from agent_fake_master import FakeMaster
-from agent_testing import AgentHome, agent_tasks, get_json, read_sandbox_file
+from agent_fake_master import FakeMaster, master  # noqa: F401 - a fixture
+from agent_testing import AgentHome, agent_tasks, get_json, home, read_sandbox_file  # noqa: F401 - a fixture
 
 pytestmark = [
     pytest.mark.docker,
@@ -46,20 +46,6 @@ pytestmark = [
 ]
 
 PORTS = (31000, 32000)  # AgentHome's --resources
-
-
-@pytest.fixture
-def master():
-    fake = FakeMaster(free_port())
-    yield fake
-    fake.stop()
-
-
-@pytest.fixture
-def home(tmp_path):
-    agent_home = AgentHome.create(tmp_path)
-    yield agent_home
-    agent_home.kill_tasks()
 
 
 def start_agent(launcher, home: AgentHome, master: FakeMaster, *extra: str):

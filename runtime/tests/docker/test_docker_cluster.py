@@ -29,7 +29,7 @@ from conftest import free_port
 from mesolite.agent.containerizers.docker import LABEL_TASK_ID
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "agent"))
-from agent_testing import AgentHome
+from agent_testing import AgentHome, home  # noqa: F401 - a fixture
 
 pytestmark = [
     pytest.mark.docker,
@@ -41,13 +41,6 @@ pytestmark = [
         reason="`mesolite master` (mesolite.master.service) does not exist yet",
     ),
 ]
-
-
-@pytest.fixture
-def home(tmp_path):
-    agent_home = AgentHome.create(tmp_path)
-    yield agent_home
-    agent_home.kill_tasks()
 
 
 def start_cluster(launcher, zookeeper, home: AgentHome, tmp_path: Path) -> str:

@@ -158,6 +158,13 @@ def test_command_app_lifecycle_with_marathon_python(cluster):
     assert {t.version for t in upgraded.tasks} == {upgraded.version}
     assert upgraded.port_definitions[0].port == service_port, "the service port stays across updates"
 
+    # DELETE /v2/apps/web/tasks?host=...: every task on that host goes, and is replaced.
+    before = {t.id for t in running_tasks(client, "/web")}
+    killed = client.kill_tasks("/web", host="127.0.0.1")
+    assert {t.id for t in killed} == before
+    wait_for(lambda: len(running_tasks(client, "/web")) == 2 and not before & {t.id for t in running_tasks(
+        client, "/web")}, 60, what="replacements for the host's tasks")  # fmt: skip
+
     client.delete_app("/web")
     wait_for(lambda: client.list_apps() == [] and client.list_tasks() == [], 60, what="the app and its tasks to go")
 
@@ -194,10 +201,12 @@ def test_constraints_spread_and_say_why_they_wait(cluster):
     assert sorted(t.host for t in running_tasks(client, "/unique")) == ["127.0.0.1", "localhost"]
 
     def waiting_reason():
-        app = http("GET", service.url("/v2/apps/unique"))[2]["app"]
+        app = http("GET", service.url("/v2/apps/unique?embed=app.waiting"))[2]["app"]
         return (app.get("waiting") or {}).get("summary", "")
 
     wait_for(lambda: "constraint hostname:UNIQUE" in waiting_reason(), 30, what="the reason in the app")
+    # The strict client reads the same waiting app: the extension field comes only when embedded.
+    assert client.get_app("/unique", embed_counts=True).tasks_running == 2
     queue = http("GET", service.url("/v2/queue"))[2]["queue"]
     assert queue[0]["count"] == 1 and "hostname:UNIQUE" in queue[0]["processedOffersSummary"]["summary"]
 
@@ -225,7 +234,7 @@ def test_constraints_spread_and_say_why_they_wait(cluster):
     assert http("POST", service.url("/v2/apps"), too_big)[0] == 201
 
     def big_reason():
-        app = http("GET", service.url("/v2/apps/too-big"))[2]["app"]
+        app = http("GET", service.url("/v2/apps/too-big?embed=app.waiting"))[2]["app"]
         return (app.get("waiting") or {}).get("summary", "")
 
     wait_for(lambda: "insufficient cpus (need 5, largest" in big_reason(), 30, what="insufficient cpus")

@@ -93,8 +93,14 @@ def test_non_leader_proxies_and_redirects_events(cluster):  # noqa: F811
     with pytest.raises(urllib.error.HTTPError) as caught:
         opener.open(request, timeout=5)
     assert caught.value.code == 302 and caught.value.headers["Location"] == first.url("/v2/events")
-    # Abdication: the other instance takes over, the app is still there.
+    # Abdication: the other instance takes over, the app is still there, and the old leader's event streams end
+    # (so that clients reconnect and are sent to the new leader).
+    stream = urllib.request.urlopen(first.url("/v2/events"), timeout=20)
+    assert stream.readline().startswith(b"event: event_stream_attached")
     assert http("DELETE", second.url("/v2/leader"))[2] == {"message": "Leadership abdicated"}
+    ended = threading.Event()
+    threading.Thread(target=lambda: (stream.read(), ended.set()), daemon=True).start()
+    assert ended.wait(15), "the event stream of the old leader ends"
     assert leader_of([second]) is second
     assert http("GET", second.url("/v2/apps/proxied"))[0] == 200
 

@@ -1,7 +1,7 @@
 """SchedulerClient against scripted masters over real HTTP (and a real ZooKeeper for detection).
 
-The masters here are small aiohttp servers that play scripted parts (a non-leader that redirects, a leader
-that falls silent, one that refuses): the real master cannot be made to misbehave on cue. The client against
+The masters here (scripted_master.py) play scripted parts (a non-leader that redirects, a leader that falls
+silent, one that refuses): the real master cannot be made to misbehave on cue. The client against
 the real master is exercised by tests/cli (mesos-execute).
 """
 
@@ -11,82 +11,11 @@ import asyncio
 import json
 
 import pytest
-from aiohttp import web
+from scripted_master import ScriptedMaster
 
-from mesolite.protocol.recordio import encode
 from mesolite.scheduler.client import SchedulerClient, SchedulerError, parse_master
 from mesolite.zookeeper.detector import ip_to_uint32
 from mesolite.zookeeper.session import ZooKeeperSession
-
-
-class ScriptedMaster:
-    """A stand-in master: records every request, answers SUBSCRIBE with a stream it controls."""
-
-    def __init__(self, heartbeat_interval: float = 15.0) -> None:
-        self.heartbeat_interval = heartbeat_interval
-        self.subscribes: list[dict] = []
-        self.calls: list[tuple[dict, str | None]] = []
-        self.redirect_to: str | None = None
-        self.refuse_with: int | None = None
-        self.streams: list[web.StreamResponse] = []
-        self.runner: web.AppRunner | None = None
-        self.address = ""
-
-    async def start(self) -> ScriptedMaster:
-        app = web.Application()
-        app.router.add_post("/api/v1/scheduler", self.handle)
-        self.runner = web.AppRunner(app)
-        await self.runner.setup()
-        site = web.TCPSite(self.runner, "127.0.0.1", 0)
-        await site.start()
-        self.address = f"127.0.0.1:{site._server.sockets[0].getsockname()[1]}"
-        return self
-
-    async def stop(self) -> None:
-        assert self.runner is not None
-        await self.runner.cleanup()
-
-    async def handle(self, request: web.Request) -> web.StreamResponse:
-        call = await request.json()
-        if call["type"] != "SUBSCRIBE":
-            self.calls.append((call, request.headers.get("Mesos-Stream-Id")))
-            return web.Response(status=202)
-        self.subscribes.append(call)
-        if self.redirect_to:
-            return web.Response(status=307, headers={"Location": f"//{self.redirect_to}/api/v1/scheduler"})
-        if self.refuse_with:
-            return web.Response(status=self.refuse_with, text="framework_info.name is missing")
-        framework_id = (call.get("framework_id") or {}).get("value") or "framework-1"
-        stream = web.StreamResponse(headers={"Mesos-Stream-Id": f"stream-{len(self.subscribes)}"})
-        stream.content_type = "application/json"
-        stream.enable_chunked_encoding()
-        await stream.prepare(request)
-        self.streams.append(stream)
-        await self.send(
-            {
-                "type": "SUBSCRIBED",
-                "subscribed": {
-                    "framework_id": {"value": framework_id},
-                    "heartbeat_interval_seconds": self.heartbeat_interval,
-                },
-            },
-            stream,
-        )
-        try:
-            while not request.transport.is_closing():  # noqa: ASYNC110 - a transport has no event to await
-                await asyncio.sleep(0.05)
-        except asyncio.CancelledError:
-            pass
-        return stream
-
-    async def send(self, event: dict, stream: web.StreamResponse | None = None) -> None:
-        await (stream or self.streams[-1]).write(encode(json.dumps(event).encode()))
-
-    async def close_streams(self) -> None:
-        for stream in self.streams:
-            stream.force_close()
-            if stream._req is not None and stream._req.transport is not None:
-                stream._req.transport.close()
 
 
 @pytest.fixture
@@ -267,3 +196,28 @@ async def test_detects_the_leader_in_zookeeper_and_follows_a_change(zookeeper, m
         finally:
             await framework.stop()
             await second.stop()
+
+
+async def test_no_event_is_delivered_after_teardown(master):
+    # An event already on its way when the master accepts TEARDOWN (here: sent just before the answer)
+    # must not reach the framework: any call it made on it would be refused (the framework is gone).
+    async def offers_before_answering_teardown(call: dict) -> None:
+        if call["type"] == "TEARDOWN":
+            await master.send({"type": "OFFERS", "offers": {"offers": []}})
+            await asyncio.sleep(0.2)  # the client (same event loop) reads the event meanwhile
+
+    master.on_call = offers_before_answering_teardown
+    delivered: list[str] = []
+
+    async def on_event(event: dict) -> None:
+        delivered.append(event["type"])
+        if event["type"] == "HEARTBEAT":
+            await client.teardown()
+
+    client = SchedulerClient(master.address, {"user": "root", "name": "test-framework"}, on_event)
+    run = asyncio.create_task(client.run())
+    await asyncio.wait_for(client.subscribed.wait(), 10)
+    await master.send({"type": "HEARTBEAT"})
+    await asyncio.wait_for(run, 10)
+    assert delivered == ["SUBSCRIBED", "HEARTBEAT"]
+    assert [call["type"] for call, _stream_id in master.calls] == ["TEARDOWN"]

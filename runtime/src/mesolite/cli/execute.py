@@ -14,7 +14,7 @@ from typing import Any
 from mesolite.flags import Flag, FlagError, FlagSet, duration
 from mesolite.protocol.v1 import is_terminal
 from mesolite.resources import ResourceError, Resources, parse_resources
-from mesolite.scheduler.client import SchedulerClient, SchedulerError, parse_master
+from mesolite.scheduler.client import SchedulerCallError, SchedulerClient, SchedulerError, parse_master
 
 EXIT_FINISHED = 0
 EXIT_TASK_NOT_FINISHED = 1
@@ -28,7 +28,7 @@ Exit status (unlike Mesos's mesos-execute, which exits 0 even when the task fail
   0  the task reached TASK_FINISHED
   1  the task reached any other terminal state (TASK_FAILED, TASK_KILLED, TASK_LOST, TASK_ERROR, ...)
   2  bad flags
-  3  the master refused the framework (or sent an ERROR event)
+  3  the master refused the framework or one of its calls (or sent an ERROR event)
 
 Example:
   mesos-execute --master=$(mesos-resolve $(cat /etc/mesos/zk)) --name=cluster-test --command="sleep 60"
@@ -154,6 +154,9 @@ class Execution:
         self.exit_code: int | None = None
         self.kill_timer: asyncio.TimerHandle | None = None
         self.kill_request: asyncio.Task | None = None
+        # Set once the outcome is known: from then on events are ignored and no call is made (the master
+        # removes the framework at our TEARDOWN and would refuse them).
+        self.finished = False
         framework: dict[str, Any] = {
             "user": getpass.getuser(),
             "name": flags.framework_name,
@@ -179,6 +182,27 @@ class Execution:
         return EXIT_MASTER_REFUSED if self.exit_code is None else self.exit_code
 
     async def on_event(self, event: dict) -> None:
+        if self.finished:
+            return
+        try:
+            await self.dispatch(event)
+        except SchedulerCallError as error:
+            await self.on_call_error(error)
+
+    async def on_call_error(self, error: SchedulerCallError) -> None:
+        """A call the master did not take. Transient trouble (no answer, a master failing over) heals: the
+        client subscribes again and we reconcile. A refusal (4xx) is final: say why and exit."""
+        if self.finished:
+            return
+        if error.status == 0 or error.status >= 500 or error.status in (307, 503):
+            print(f"mesos-execute: {error}; carrying on", file=sys.stderr, flush=True)
+            return
+        print(f"mesos-execute: {error}", file=sys.stderr, flush=True)
+        self.finished = True
+        self.exit_code = EXIT_MASTER_REFUSED
+        await self.client.stop()
+
+    async def dispatch(self, event: dict) -> None:
         kind = event.get("type")
         if kind == "SUBSCRIBED":
             print(f"Subscribed with ID {self.client.framework_id}", flush=True)
@@ -190,6 +214,7 @@ class Execution:
             await self.on_update(event["update"]["status"])
         elif kind == "ERROR":
             print(f"Received an ERROR event: {event.get('error', {}).get('message', '')}", flush=True)
+            self.finished = True
             self.exit_code = EXIT_MASTER_REFUSED
         elif kind == "FAILURE":
             failure = event.get("failure", {})
@@ -238,26 +263,40 @@ class Execution:
         if "healthy" in status:
             lines.append(f"  healthy?: {str(status['healthy']).lower()}")
         print("\n".join(lines), flush=True)
-        await self.client.acknowledge(status)
-        if task_id != self.task["task_id"]["value"]:
+        ours = task_id == self.task["task_id"]["value"]
+        if ours and is_terminal(state):
+            await self.finish(state, status)
             return
-        if state == "TASK_RUNNING" and self.flags.kill_after and self.kill_timer is None:
+        await self.client.acknowledge(status)
+        if ours and state == "TASK_RUNNING" and self.flags.kill_after and self.kill_timer is None:
             self.kill_timer = asyncio.get_running_loop().call_later(self.flags.kill_after, self.kill_task)
-        if is_terminal(state):
-            self.exit_code = EXIT_FINISHED if state == "TASK_FINISHED" else EXIT_TASK_NOT_FINISHED
-            if self.kill_timer is not None:
-                self.kill_timer.cancel()
-            # The framework is done: tear it down so that the master forgets it at once.
-            try:
-                await self.client.teardown()
-            except Exception as error:
-                logging.getLogger(__name__).warning("TEARDOWN failed: %s", error)
-                await self.client.stop()
+
+    async def finish(self, state: str, status: dict) -> None:
+        """The task reached `state` (terminal): that decides the exit status, whatever happens next."""
+        self.finished = True
+        self.exit_code = EXIT_FINISHED if state == "TASK_FINISHED" else EXIT_TASK_NOT_FINISHED
+        if self.kill_timer is not None:
+            self.kill_timer.cancel()
+        # Acknowledge (the agent stops re-sending the update) and tear the framework down (the master
+        # forgets it at once). A refusal now changes nothing, so it is only logged (with --verbose).
+        try:
+            await self.client.acknowledge(status)
+            await self.client.teardown()
+        except SchedulerCallError as error:
+            logging.getLogger(__name__).warning("ending the framework: %s", error)
+            await self.client.stop()
 
     def kill_task(self) -> None:
         print(f"Killing task '{self.flags.name}' after {self.flags.kill_after:g}secs (--kill_after)", flush=True)
-        task = asyncio.get_running_loop().create_task(self.client.kill(self.task["task_id"]["value"], self.launched_on))
-        self._kill_request = task  # keep a reference until it is done
+        self.kill_request = asyncio.get_running_loop().create_task(self.send_kill())
+
+    async def send_kill(self) -> None:
+        if self.finished:
+            return
+        try:
+            await self.client.kill(self.task["task_id"]["value"], self.launched_on)
+        except SchedulerCallError as error:
+            await self.on_call_error(error)
 
 
 if __name__ == "__main__":

@@ -785,14 +785,6 @@ def merge_update(current: Mapping[str, Any], update: Mapping[str, Any]) -> dict[
     return merged
 
 
-def is_scale_only_change(current: Mapping[str, Any], updated: Mapping[str, Any]) -> bool:
-    """True when only `instances` differs: a scaling, which keeps the running tasks (no restart)."""
-    ignored = {"instances", "version", "versionInfo"}
-    return {k: v for k, v in current.items() if k not in ignored} == {
-        k: v for k, v in updated.items() if k not in ignored
-    }
-
-
 def strip_for_storage(app: Mapping[str, Any]) -> dict[str, Any]:
     """The app without anything computed at read time (tasks, counts, deployments)."""
     return {name: value for name, value in app.items() if name not in READ_ONLY_FIELDS or name == "versionInfo"}

@@ -543,11 +543,14 @@ class Marathon:
                     current_actions[action.app] = action.action
                 held |= set(deployment.affected_apps)
             done_apps: set[str] = set()
+            by_app: dict[str, list[MarathonTask]] = {}
+            for task in sorted(self.tasks.values(), key=lambda t: t.staged_epoch):
+                by_app.setdefault(task.app_id, []).append(task)
             for app_id, app in self.apps.items():
                 action = current_actions.get(app_id)
                 if app_id in held and action is None:
                     continue  # waits for an earlier step of its deployment
-                every = self.tasks_of(app_id)
+                every = by_app.get(app_id, [])
                 tasks = [t for t in every if t.is_active]
                 dying = sum(1 for t in every if t.kill_requested_at is not None)
                 decision = converge(
@@ -561,29 +564,24 @@ class Marathon:
                 if decision.launch:
                     self.queue.set_count(app_id, self.queue.count(app_id) + decision.launch)
                 if decision.kill:
+                    config = app["versionInfo"]["lastConfigChangeAt"]
                     log.info(
-                        "%s (%s): %d active tasks %s, %d queued, %d dying: killing %d",
+                        "%s (%s): killing %d of %d active tasks (%d outdated, %d healthy, %d queued, %d dying)",
                         app_id,
                         action or "keeping the instance count",
+                        len(decision.kill),
                         len(tasks),
-                        [
-                            (
-                                t.state,
-                                t.config_version == app["versionInfo"]["lastConfigChangeAt"],
-                                self.is_healthy(t, app),
-                            )
-                            for t in tasks
-                        ],
+                        sum(1 for t in tasks if t.config_version != config),
+                        sum(1 for t in tasks if self.is_healthy(t, app)),
                         self.queue.count(app_id),
                         dying,
-                        len(decision.kill),
                     )
                 for task in decision.kill:
                     await self.kill(task, "not needed by the app's definition any more")
                 if action == "StartApplication" or decision.done:
                     done_apps.add(app_id)
             for app_id in list(self.stopping):
-                remaining = self.tasks_of(app_id)
+                remaining = by_app.get(app_id, [])
                 for task in remaining:
                     if task.kill_requested_at is None:
                         await self.kill(task, "its app was deleted")

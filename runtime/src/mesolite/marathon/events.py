@@ -12,6 +12,7 @@ from mesolite.marathon.timestamps import now_timestamp
 
 log = logging.getLogger(__name__)
 SUBSCRIBER_BACKLOG = 1000
+END_OF_STREAM: dict[str, Any] = {}  # put in subscribers' queues to end their streams
 
 
 class EventBus:
@@ -34,6 +35,14 @@ class EventBus:
         queue: asyncio.Queue = asyncio.Queue(maxsize=SUBSCRIBER_BACKLOG)
         self._subscribers.add(queue)
         return queue
+
+    def close_all(self) -> None:
+        """End every stream (this instance stopped leading: clients reconnect and are sent to the new leader)."""
+        for queue in list(self._subscribers):
+            with contextlib.suppress(asyncio.QueueEmpty):
+                while queue.full():
+                    queue.get_nowait()
+            queue.put_nowait(END_OF_STREAM)
 
     def unsubscribe(self, queue: asyncio.Queue) -> None:
         self._subscribers.discard(queue)

@@ -44,12 +44,6 @@ def parent_of(path: str) -> str:
     return head or ROOT
 
 
-def ancestors(path: str) -> list[str]:
-    """Every group that encloses `path`, from the root down (`/a/b/c` -> `/`, `/a`, `/a/b`)."""
-    segments = [s for s in path.split("/") if s]
-    return [ROOT] + ["/" + "/".join(segments[:index]) for index in range(1, len(segments))]
-
-
 def is_within(path: str, group: str) -> bool:
     """True when `path` is `group` itself or lies below it."""
     return group == ROOT or path == group or path.startswith(group.rstrip("/") + "/")

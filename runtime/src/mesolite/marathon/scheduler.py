@@ -29,6 +29,8 @@ REFUSE_SECONDS_IDLE = 120.0
 TICK_SECONDS = 0.5
 # How often tasks whose state the master could not tell yet are reconciled again.
 RECONCILE_RETRY_SECONDS = 3.0
+# How often every task is reconciled (Marathon's --reconciliation_interval default): lost updates heal.
+RECONCILIATION_INTERVAL_SECONDS = 600.0
 
 
 class MesosClient(Protocol):
@@ -71,6 +73,7 @@ class MesosScheduler:
         self.subscribed = False
         self._health_session: aiohttp.ClientSession | None = None
         self._last_reconcile = 0.0
+        self._last_full_reconcile = time.time()
         self._probing: set[tuple[str, int]] = set()
         self._probes: set[asyncio.Task] = set()
         self._next_probe: dict[tuple[str, int], float] = {}
@@ -107,6 +110,7 @@ class MesosScheduler:
                 self.marathon.framework_id = framework_id
             known = [(task.id, task.agent_id) for task in self.marathon.tasks.values()]
         log.info("subscribed as framework %s; reconciling %d tasks", framework_id, len(known))
+        self._last_full_reconcile = time.time()
         assert self.client is not None
         # Explicit reconciliation tells us what became of the tasks we know; implicit reconciliation
         # reveals tasks we do not know (launched just before a failover) so that we can kill them.
@@ -124,18 +128,20 @@ class MesosScheduler:
         launches: dict[str, list[dict]] = {}
         async with self.marathon.lock:
             ready = [e for e in self.marathon.queue.ready() if e.app_id in self.marathon.apps]
+            # Where each queued app's tasks are, kept up to date as this round places more.
+            placed = {e.app_id: [t.placement for t in self.marathon.active_tasks(e.app_id)] for e in ready}
             for offer in offers:
                 offer_id = offer["id"]["value"]
                 resources = OfferResources.of(offer)
                 for entry in ready:
                     app = self.marathon.apps[entry.app_id]
                     while entry.count > 0:
-                        placed = [t.placement for t in self.marathon.active_tasks(entry.app_id)]
-                        result = match(app, resources, placed)
+                        result = match(app, resources, placed[entry.app_id])
                         if not isinstance(result, Launch):
                             entry.statistics.declined(result.label, result.need, result.available, offer)
                             break
                         await self.marathon.task_launched(self._task_of(app, result, offer))
+                        placed[entry.app_id].append(result.placement)
                         log.info("launching %s on %s", result.task_id, offer.get("hostname"))
                         launches.setdefault(offer_id, []).append(result.task_info)
             waiting = self.marathon.queue.has_work()
@@ -201,7 +207,16 @@ class MesosScheduler:
                 self.marathon.changed.clear()
 
     async def _reconcile_unknown(self) -> None:
-        if self.client is None or not self.subscribed or time.time() - self._last_reconcile < RECONCILE_RETRY_SECONDS:
+        if self.client is None or not self.subscribed:
+            return
+        if time.time() - self._last_full_reconcile > RECONCILIATION_INTERVAL_SECONDS:
+            self._last_full_reconcile = time.time()
+            known = [(t.id, t.agent_id) for t in self.marathon.tasks.values()]
+            with contextlib.suppress(Exception):
+                if known:
+                    await self.client.reconcile(known)
+                await self.client.reconcile([])
+        if time.time() - self._last_reconcile < RECONCILE_RETRY_SECONDS:
             return
         unknown = [(t.id, t.agent_id) for t in self.marathon.tasks.values() if t.reconciling_since is not None]
         if unknown:

@@ -172,6 +172,7 @@ class MarathonService:
 
     async def _stop_leading(self) -> None:
         self.marathon = None
+        self.events.close_all()
         client, self._client = self._client, None
         if client is not None:
             with contextlib.suppress(Exception):

@@ -16,17 +16,6 @@ def now_timestamp() -> str:
     return format_timestamp(time.time())
 
 
-def parse_timestamp(text: str) -> float:
-    """Epoch seconds of a Marathon timestamp; `ValueError` when it is not one."""
-    cleaned = text.strip()
-    if cleaned.endswith("Z"):
-        cleaned = cleaned[:-1] + "+00:00"
-    moment = datetime.fromisoformat(cleaned)
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    return moment.timestamp()
-
-
 class VersionClock:
     """Hands out strictly increasing version timestamps, even for changes within one millisecond."""
 

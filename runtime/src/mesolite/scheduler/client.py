@@ -215,7 +215,13 @@ class SchedulerClient:
         raise SchedulerError(f"master at {address} refused the subscription: HTTP {response.status}: {body}")
 
     async def _next_record(self, records) -> bytes | None:
-        """The next record, or None at the end; `_Reconnect` when heartbeats stop or the leader changes."""
+        """The next record, or None at the end; `_Reconnect` when heartbeats stop or the leader changes.
+
+        Nothing is delivered after `stop()` (or TEARDOWN), not even events the stream already holds: the
+        caller has finished with the framework, and a call it made on such an event could only be refused.
+        """
+        if self._stopping.is_set():
+            return None
         read = asyncio.ensure_future(anext(records, None))
         changed = asyncio.ensure_future(self._leader_changed.wait())
         try:
@@ -226,7 +232,7 @@ class SchedulerClient:
             )
         finally:
             changed.cancel()
-        if read in done:
+        if read in done and not self._stopping.is_set():
             return read.result()
         read.cancel()
         with contextlib.suppress(asyncio.CancelledError, Exception):
@@ -281,9 +287,10 @@ class SchedulerClient:
                 if response.status // 100 != 2:
                     message = (await response.text())[:500].strip()
                     raise SchedulerCallError(response.status, f"{call.get('type')} refused: {message}")
-        except aiohttp.ClientError as error:
+        except (aiohttp.ClientError, TimeoutError) as error:
+            reason = str(error) or type(error).__name__
             raise SchedulerCallError(
-                0, f"{call.get('type')} not delivered to {self.master_address}: {error}"
+                0, f"{call.get('type')} not delivered to {self.master_address}: {reason}"
             ) from error
 
     async def accept(self, offer_ids: Iterable[str], operations: list[dict], filters: dict | None = None) -> None:

@@ -737,6 +737,19 @@ def _reported_running(run: ExecutorRun) -> bool:
     return False
 
 
+def _launch_without_dockerd(run: ExecutorRun) -> Termination | None:
+    """The failure of a launch on a node without dockerd: its socket file does not exist (the packages'
+    docker.socket keeps the file while dockerd restarts). Waiting LAUNCH_RETRY_SECONDS for it would only make
+    the failure late and vague. A socket that exists but does not answer yet is waited for, as is a
+    re-attach (dockerd may be restarting under a running container)."""
+    if os.path.exists(run.options.docker_socket) or _may_have_a_container(run):
+        return None
+    return _launch_failure(
+        f"dockerd is not running: its socket {run.options.docker_socket} does not exist "
+        "(start dockerd, or point --docker_socket at its socket)"
+    )
+
+
 def _may_have_a_container(run: ExecutorRun) -> bool:
     """Whether an earlier executor of this run may have started its container (which a new executor
     must then wait for dockerd to re-attach to, rather than fail): it reported TASK_RUNNING, or it had
@@ -853,14 +866,9 @@ class DockerContainerizer(Containerizer):
             return Termination("TASK_ERROR", str(error), reason="REASON_TASK_INVALID")
         for stream in ("stdout", "stderr"):  # there from the start, as in every Mesos sandbox
             (run.sandbox / stream).touch()
-        if not os.path.exists(run.options.docker_socket) and not _may_have_a_container(run):
-            # No socket file means no dockerd (the packages' docker.socket keeps the file while dockerd
-            # restarts): waiting LAUNCH_RETRY_SECONDS for it would only make the failure late and vague.
-            # A socket that exists but does not answer yet is waited for, as is any re-attach.
-            return _launch_failure(
-                f"dockerd is not running: its socket {run.options.docker_socket} does not exist "
-                "(start dockerd, or point --docker_socket at its socket)"
-            )
+        failure = _launch_without_dockerd(run)
+        if failure is not None:
+            return failure
         existing = await in_thread(self._inspect, session, spec.name)
         if existing is not None and _started(existing):
             logger.info("Re-attaching to container %s", spec.name)

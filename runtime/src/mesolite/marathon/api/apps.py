@@ -82,7 +82,7 @@ async def show_app(request: web.Request) -> web.Response:
     marathon = marathon_of(request)
     app = marathon.app(app_id_of(request))
     embeds = parse_embeds(request.query.getall("embed", []), SHOW_DEFAULT_EMBEDS)
-    return web.json_response({"app": app_json(marathon, app, embeds, waiting=True)})
+    return web.json_response({"app": app_json(marathon, app, embeds)})
 
 
 async def update_app(request: web.Request) -> web.Response:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
@@ -37,8 +38,6 @@ def flag(request: web.Request, name: str, default: bool = False) -> bool:
 
 async def json_body(request: web.Request) -> Any:
     """The request's JSON; a `web.HTTPBadRequest` with Marathon's message for invalid JSON."""
-    import json
-
     text = await request.text()
     try:
         return json.loads(text)

@@ -9,6 +9,7 @@ import json
 from aiohttp import web
 
 from mesolite.marathon.api.context import service_of
+from mesolite.marathon.events import END_OF_STREAM
 
 KEEPALIVE_SECONDS = 15
 
@@ -31,6 +32,8 @@ async def event_stream(request: web.Request) -> web.StreamResponse:
             except TimeoutError:
                 await response.write(b"\r\n")
                 continue
+            if event is END_OF_STREAM:
+                break
             await _send(response, event, wanted)
     except (ConnectionResetError, asyncio.CancelledError):
         pass

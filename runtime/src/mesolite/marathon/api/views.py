@@ -14,7 +14,9 @@ from mesolite.marathon.deployments import Deployment
 from mesolite.marathon.paths import ROOT, is_within, parent_of
 from mesolite.marathon.tasks import MarathonTask
 
-ALL_APP_EMBEDS = {"tasks", "counts", "deployments", "readiness", "lastTaskFailure", "taskStats"}
+ALL_APP_EMBEDS = {"tasks", "counts", "deployments", "readiness", "lastTaskFailure", "taskStats", "waiting"}
+# Why launches of an app wait is a mesolite extension, so it comes only when asked for
+# (`embed=app.waiting`): strict Marathon clients such as marathon-python reject fields they do not know.
 
 
 def parse_embeds(values: Iterable[str], default: set[str]) -> set[str]:
@@ -26,7 +28,7 @@ def parse_embeds(values: Iterable[str], default: set[str]) -> set[str]:
     return (embeds & ALL_APP_EMBEDS) if embeds else set(default)
 
 
-def app_json(marathon: Marathon, app: dict, embeds: set[str], waiting: bool = False) -> dict[str, Any]:
+def app_json(marathon: Marathon, app: dict, embeds: set[str]) -> dict[str, Any]:
     wire = {name: value for name, value in app.items() if name not in READ_ONLY_FIELDS or name == "versionInfo"}
     tasks = marathon.tasks_of(app["id"])
     checks = health.check_count(app)
@@ -42,7 +44,7 @@ def app_json(marathon: Marathon, app: dict, embeds: set[str], waiting: bool = Fa
         wire["lastTaskFailure"] = marathon.last_failures[app["id"]]
     if "taskStats" in embeds:
         wire["taskStats"] = task_stats(tasks, checks)
-    if waiting:
+    if "waiting" in embeds:
         summary = marathon.waiting_summary(app["id"])
         # Only while launches actually wait (offers declined or a backoff): an app that is just
         # being launched carries no such field.

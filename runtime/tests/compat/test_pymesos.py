@@ -1,0 +1,228 @@
+"""pymesos 0.3.15, unmodified, as an independent Mesos client of a real cluster.
+
+Real ZooKeeper, a real master and a real agent (processes); pymesos's `MesosSchedulerDriver` is given only
+the zk:// URL, as its users do. pymesos is installed by scripts/install-pymesos.sh (its Python files plus
+http-parser's pure-Python parser: the C extension does not build on Python 3.11).
+
+pymesos runs its scheduler callbacks in its own IO thread; an exception there makes it interrupt the main
+thread, so the callbacks below only record what they see and the test asserts from the main thread.
+"""
+
+from __future__ import annotations
+
+import getpass
+import json
+import threading
+import urllib.request
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+import pytest
+
+from conftest import MesoliteProcess, ProcessLauncher, ZooKeeperServer, free_port, wait_for
+
+pytestmark = [
+    pytest.mark.integration,
+    # http-parser 0.9.0's pure-Python parser has regexes without raw strings (not ours to change).
+    pytest.mark.filterwarnings("ignore:invalid escape sequence:DeprecationWarning"),
+]
+
+TASK_RESOURCES = [
+    {"name": "cpus", "type": "SCALAR", "scalar": {"value": 0.1}},
+    {"name": "mem", "type": "SCALAR", "scalar": {"value": 32}},
+]
+# task id -> shell command
+COMMANDS = {"quick": "echo hello from pymesos", "failing": "exit 3", "sleeper": "sleep 600"}
+TIMEOUT = 60  # generous: the machine may be loaded; a healthy run takes a few seconds per step
+
+
+def get_json(url: str) -> dict:
+    with urllib.request.urlopen(url, timeout=5) as response:
+        return json.load(response)
+
+
+@dataclass
+class RecordingScheduler:
+    """Builds a pymesos `Scheduler` that launches COMMANDS on its first fitting offer and records every
+    callback (framework id, master info, status updates, errors)."""
+
+    registered: list[tuple[dict, dict]] = field(default_factory=list)
+    statuses: list[dict] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+    launched_on: str | None = None
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def states(self, task_id: str) -> list[str]:
+        with self.lock:
+            return [status["state"] for status in self.statuses if status["task_id"]["value"] == task_id]
+
+    def reconciliations(self, task_id: str) -> list[dict]:
+        with self.lock:
+            return [
+                status
+                for status in self.statuses
+                if status["task_id"]["value"] == task_id and status.get("reason") == "REASON_RECONCILIATION"
+            ]
+
+    def as_pymesos(self):
+        from pymesos import Scheduler
+
+        recorder = self
+
+        class Recording(Scheduler):
+            def registered(self, driver, framework_id, master_info):
+                with recorder.lock:
+                    recorder.registered.append((framework_id, master_info))
+
+            def resourceOffers(self, driver, offers):
+                for offer in offers:
+                    if recorder.launched_on is None and fits(offer):
+                        recorder.launched_on = offer["agent_id"]["value"]
+                        driver.launchTasks(offer["id"], [task_info(name, offer) for name in COMMANDS])
+                    else:
+                        driver.declineOffer(offer["id"], {"refuse_seconds": 3600})
+
+            def statusUpdate(self, driver, status):
+                with recorder.lock:
+                    recorder.statuses.append(status)
+
+            def error(self, driver, message):
+                with recorder.lock:
+                    recorder.errors.append(message)
+
+        return Recording()
+
+
+def fits(offer: dict) -> bool:
+    scalars = {item["name"]: item.get("scalar", {}).get("value", 0) for item in offer["resources"]}
+    return scalars.get("cpus", 0) >= 0.1 * len(COMMANDS) and scalars.get("mem", 0) >= 32 * len(COMMANDS)
+
+
+def task_info(task_id: str, offer: dict) -> dict:
+    return {
+        "task_id": {"value": task_id},
+        "agent_id": offer["agent_id"],
+        "name": task_id,
+        "resources": TASK_RESOURCES,
+        "command": {"value": COMMANDS[task_id]},
+    }
+
+
+@dataclass
+class Cluster:
+    zk_url: str
+    master: MesoliteProcess
+    agent: MesoliteProcess
+
+
+@pytest.fixture
+def cluster(launcher: ProcessLauncher, zookeeper: ZooKeeperServer, tmp_path) -> Cluster:
+    zk_url = zookeeper.url()
+    master_port, agent_port = free_port(), free_port()
+    master = launcher.start(
+        "master", "master", "--ip=127.0.0.1", "--hostname=127.0.0.1", f"--port={master_port}", f"--zk={zk_url}",
+        f"--work_dir={tmp_path / 'master'}", "--allocation_interval=200ms", port=master_port,
+    )  # fmt: skip
+    (tmp_path / "agent").mkdir()
+    (tmp_path / "boot_id").write_text(f"{uuid.uuid4()}\n")
+    agent = launcher.start(
+        "agent", "agent", f"--master={zk_url}", "--ip=127.0.0.1", "--hostname=127.0.0.1", f"--port={agent_port}",
+        f"--work_dir={tmp_path / 'agent'}", f"--boot_id_file={tmp_path / 'boot_id'}", "--containerizers=mesos",
+        "--resources=cpus:2;mem:1024;disk:1024;ports:[31000-31100]", port=agent_port,
+    )  # fmt: skip
+    wait_for(
+        lambda: get_json(master.url("/metrics/snapshot")).get("master/slaves_active") == 1,
+        TIMEOUT,
+        what="the agent to register with the master",
+    )
+    return Cluster(zk_url, master, agent)
+
+
+@pytest.fixture
+def pymesos_driver(cluster: Cluster) -> Iterator[tuple[object, RecordingScheduler]]:
+    """An unmodified pymesos driver for the cluster's zk:// URL; stopped (which tears the framework down)
+    and joined at the end, so that its IO thread never outlives the test."""
+    try:
+        from pymesos import MesosSchedulerDriver
+    except ImportError as error:
+        pytest.fail(f"pymesos is not installed ({error}): run scripts/install-pymesos.sh .venv (make venv does)")
+    recorder = RecordingScheduler()
+    framework = {"user": getpass.getuser(), "name": "pymesos-compat", "hostname": "127.0.0.1"}
+    driver = MesosSchedulerDriver(recorder.as_pymesos(), framework, cluster.zk_url, use_addict=False)
+    driver.start()
+    yield driver, recorder
+    driver.stop()
+    driver.join()
+
+
+def test_pymesos_detects_the_master_launches_kills_and_reconciles(cluster, pymesos_driver):
+    driver, recorder = pymesos_driver
+
+    # Detection through ZooKeeper (pymesos reads `address.ip`/`port` of the leader's json.info_ node),
+    # then SUBSCRIBED; pymesos fetched /version and parses it as integers.
+    wait_for(lambda: recorder.registered, TIMEOUT, what="pymesos to register through the zk:// URL")
+    framework_id, master_info = recorder.registered[0]
+    assert master_info == {"hostname": "127.0.0.1", "port": cluster.master.port, "version": "1.11.0"}
+
+    # Command tasks launched on the first offer run to their ends (pymesos acknowledges implicitly).
+    wait_for(
+        lambda: (
+            "TASK_FINISHED" in recorder.states("quick")
+            and "TASK_FAILED" in recorder.states("failing")
+            and "TASK_RUNNING" in recorder.states("sleeper")
+        ),
+        TIMEOUT,
+        what="quick FINISHED, failing FAILED, sleeper RUNNING",
+    )
+    assert recorder.states("quick")[-2:] == ["TASK_RUNNING", "TASK_FINISHED"]
+    with recorder.lock:
+        failed = next(status for status in recorder.statuses if status["state"] == "TASK_FAILED")
+        first_running = next(status for status in recorder.statuses if status["state"] == "TASK_RUNNING")
+    assert "3" in failed["message"]
+    assert first_running["agent_id"] == {"value": recorder.launched_on}
+    assert first_running["source"] == "SOURCE_EXECUTOR" and first_running["uuid"]
+
+    # The implicit acknowledgements reached the agent: terminal tasks left the framework's live tasks.
+    def completed_task_states() -> dict[str, str]:
+        (framework,) = get_json(cluster.master.url("/master/state"))["frameworks"]
+        assert framework["id"] == framework_id["value"]
+        return {task["id"]: task["state"] for task in framework["completed_tasks"]}
+
+    wait_for(
+        lambda: completed_task_states() == {"quick": "TASK_FINISHED", "failing": "TASK_FAILED"},
+        TIMEOUT,
+        what="the acknowledged terminal tasks to be completed in /master/state",
+    )
+
+    # Explicit reconciliation (pymesos sends task ids only), of a live task and of one never launched;
+    # then implicit reconciliation (no task ids): the live task again.
+    driver.reconcileTasks([{"task_id": {"value": "sleeper"}}, {"task_id": {"value": "never-launched"}}])
+    wait_for(
+        lambda: recorder.reconciliations("sleeper") and recorder.reconciliations("never-launched"),
+        TIMEOUT,
+        what="answers to the explicit reconciliation",
+    )
+    assert [status["state"] for status in recorder.reconciliations("sleeper")] == ["TASK_RUNNING"]
+    (unknown,) = recorder.reconciliations("never-launched")
+    assert unknown["state"] == "TASK_LOST" and "uuid" not in unknown  # nothing to acknowledge
+    driver.reconcileTasks([])
+    wait_for(lambda: len(recorder.reconciliations("sleeper")) == 2, TIMEOUT, what="the implicit reconciliation")
+    assert recorder.reconciliations("sleeper")[-1]["state"] == "TASK_RUNNING"
+
+    # Kill through pymesos (KILL with the task id only).
+    driver.killTask({"value": "sleeper"})
+    wait_for(lambda: "TASK_KILLED" in recorder.states("sleeper"), TIMEOUT, what="sleeper to be KILLED")
+    assert recorder.errors == []
+
+    # Stopping the driver without failover tears the framework down.
+    driver.stop()
+    driver.join()
+    wait_for(
+        lambda: (
+            [framework["id"] for framework in get_json(cluster.master.url("/master/state"))["completed_frameworks"]]
+            == [framework_id["value"]]
+        ),
+        TIMEOUT,
+        what="pymesos's TEARDOWN to complete the framework",
+    )
