@@ -68,6 +68,8 @@ lint: venv ## ansible-lint (production profile), yamllint, ruff
 ifneq ($(RUNTIME_EXISTS),)
 	ruff check runtime
 	ruff format --check runtime
+	ruff check --config runtime/pyproject.toml molecule bench
+	ruff format --check --config runtime/pyproject.toml molecule bench
 endif
 
 pytest: docker venv ## The runtime's Python tests (integration tests use dockerd and ZooKeeper)

@@ -14,7 +14,6 @@ import contextlib
 import json
 import os
 import platform
-import resource
 import shutil
 import signal
 import socket
@@ -26,27 +25,22 @@ import urllib.request
 from pathlib import Path
 
 # bench/ is on sys.path: `python bench/run.py` puts the script's directory first.
-from simulator import AGENT_RESOURCES, AgentFleet, LoadFramework
+from simulator import AGENT_RESOURCES, FleetProcesses, LoadFramework, raise_file_limit
 
 REPOSITORY = Path(__file__).resolve().parent.parent
 RESULTS = REPOSITORY / "docs" / "benchmarks.md"
 ZOOKEEPER_CLASSPATH = "/usr/share/java/zookeeper.jar:/usr/share/java/slf4j-simple.jar:/usr/share/java/slf4j-api.jar"
-# Mesos's metric name; the master reports the duration of its last allocation run in milliseconds.
-ALLOCATION_RUN_METRICS = ("allocator/mesos/allocation_run_ms", "allocator/allocation_run_ms")
+# Mesos's timer of allocation runs (milliseconds): the last run, and statistics over the last hour.
+ALLOCATION_RUN = "allocator/mesos/allocation_run_ms"
+ALLOCATION_STATISTICS = ("count", "p50", "p99", "max")
+# Simulated agents per worker process (bench/simulator.py).
+AGENTS_PER_PROCESS = 5000
 
 
 def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return probe.getsockname()[1]
-
-
-def raise_fd_limit(wanted: int = 200_000) -> int:
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    target = wanted if hard == resource.RLIM_INFINITY else max(soft, min(wanted, hard))
-    with contextlib.suppress(ValueError, OSError):
-        resource.setrlimit(resource.RLIMIT_NOFILE, (target, max(hard, target)))  # root may raise the hard limit
-    return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
 
 
 def wait_until(predicate, timeout: float, what: str):
@@ -138,23 +132,24 @@ class Services:
                 process.wait()
 
 
-async def scenario(services: Services, agent_count: int, task_count: int) -> dict:
+async def scenario(services: Services, agent_count: int, task_count: int, processes: int) -> dict:
     master = f"127.0.0.1:{services.master_port}"
-    result: dict = {"agents": agent_count, "tasks": task_count}
-    fleet = AgentFleet(master, agent_count)
-    framework = LoadFramework(master, task_count, tasks_per_offer=max(1, task_count // agent_count))
+    tasks_per_offer = max(1, -(-task_count // agent_count))
+    result: dict = {"agents": agent_count, "tasks": task_count, "tasks_per_accept": tasks_per_offer}
+    fleet = FleetProcesses(master, agent_count, processes)
+    framework = LoadFramework(master, task_count, tasks_per_offer=tasks_per_offer)
     framework.offers_wanted = agent_count
     framework_run = None
     try:
         started = time.monotonic()
-        await fleet.start()
-        async with asyncio.timeout(900):
-            await fleet.all_registered.wait()
+        fleet.start()
+        async with asyncio.timeout(600):
+            await fleet.registered()
         result["registration_seconds"] = time.monotonic() - started
         result["registrations_per_second"] = agent_count / result["registration_seconds"]
         await asyncio.sleep(3)  # let the master settle (and allocate with nobody to offer to)
         framework_run = asyncio.create_task(framework.client.run())
-        async with asyncio.timeout(900):
+        async with asyncio.timeout(600):
             await framework.done.wait()
         subscribed_at = framework.subscribed_at or started
         if framework.offers_complete_at is not None:
@@ -165,23 +160,35 @@ async def scenario(services: Services, agent_count: int, task_count: int) -> dic
         result["tasks_running_per_second"] = task_count / result["launch_to_running_seconds"]
         await asyncio.sleep(2.5)  # at least two more allocation runs under full load
         metrics = await asyncio.to_thread(services.metrics)
-        result["allocation_run_ms"] = next((metrics[name] for name in ALLOCATION_RUN_METRICS if name in metrics), None)
+        result["allocation_run_ms"] = {
+            "last": metrics.get(ALLOCATION_RUN),
+            **{name: metrics.get(f"{ALLOCATION_RUN}/{name}") for name in ALLOCATION_STATISTICS},
+        }
         result["master_metrics"] = {
             key: metrics.get(key)
-            for key in ("master/slaves_active", "master/tasks_running", "master/frameworks_active")
+            for key in (
+                "master/slaves_active",
+                "master/tasks_running",
+                "master/frameworks_active",
+                "master/offers_sent",
+                "allocator/mesos/allocation_runs",
+            )
         }
         result["master_memory_kib"] = services.master_memory()
-        result["simulator_failures"] = {
-            "agent_streams": fleet.stream_failures,
-            "agent_calls": fleet.call_failures,
-            "framework_calls": framework.call_failures,
-        }
     finally:
         await framework.stop()
         if framework_run is not None:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(framework_run, 10)
-        await fleet.stop()
+        simulator = await fleet.stop()
+    result["simulator"] = {
+        "agent_processes": fleet.processes,
+        "agent_stream_failures": simulator.get("stream_failures"),
+        "agent_call_failures": simulator.get("call_failures"),
+        "framework_call_failures": framework.call_failures,
+        "pongs_sent": simulator.get("pongs_sent"),
+        "pongs_skipped": simulator.get("pongs_skipped"),
+    }
     return result
 
 
@@ -253,6 +260,12 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--agents", type=int, nargs="+", default=[1000, 10000], help="N values (default 1000 10000)")
     parser.add_argument("--tasks", type=int, default=10000, help="tasks the framework launches (default 10000)")
+    parser.add_argument(
+        "--agent-processes",
+        type=int,
+        default=0,
+        help=f"worker processes for the simulated agents (default: one per {AGENTS_PER_PROCESS:,} agents)",
+    )
     parser.add_argument("--master-flag", action="append", default=[], help="extra flag for the master")
     parser.add_argument("--keep", action="store_true", help="keep the scratch directories (logs)")
     parser.add_argument("--no-write", action="store_true", help="print results only; leave docs/benchmarks.md")
@@ -260,7 +273,7 @@ def main() -> int:
     if not shutil.which("java"):
         print("bench: java (Debian's zookeeper package) is needed", file=sys.stderr)
         return 1
-    limit = raise_fd_limit()
+    limit = raise_file_limit()
     print(f"bench: file descriptor limit {limit}", flush=True)
     results = []
     for agent_count in options.agents:
@@ -269,7 +282,8 @@ def main() -> int:
         print(f"bench: {agent_count:,} agents, {options.tasks:,} tasks (logs in {directory})", flush=True)
         try:
             services.start()
-            result = asyncio.run(scenario(services, agent_count, options.tasks))
+            processes = options.agent_processes or -(-agent_count // AGENTS_PER_PROCESS)
+            result = asyncio.run(scenario(services, agent_count, options.tasks, processes))
         except Exception as error:
             result = {"agents": agent_count, "tasks": options.tasks, "error": f"{type(error).__name__}: {error}"}
             options.keep = True

@@ -1,9 +1,12 @@
 """Simulated agents and a load-generating framework for benchmarking the master over its real HTTP APIs.
 
-Many agents live in one process. Each one registers with the master through the agent protocol of
-docs/architecture.md (`POST /internal/agent/subscribe`, a RecordIO event stream, `POST /internal/agent/call`),
-answers PING with PONG and "runs" every task instantly: RUN_TASK is answered with TASK_RUNNING (and, with
-`finish_tasks`, TASK_FINISHED), batched per agent with the `STATUS_UPDATES` call. The framework subscribes
+Many agents live in one process (`AgentFleet`), and `FleetProcesses` spreads a fleet over several worker
+processes so that the simulator's own event loop is not what limits the master. Each agent registers with the
+master through the agent protocol of docs/architecture.md (`POST /internal/agent/subscribe`, a RecordIO event
+stream, `POST /internal/agent/call`), answers PING with PONG as a real agent does (no PONG when it made a call
+within the last ping interval: the protocol counts any call as a sign of life) and "runs" every task instantly:
+RUN_TASK is answered with TASK_RUNNING (and, with `finish_tasks`, TASK_FINISHED), batched per agent with the
+`STATUS_UPDATES` call. The framework subscribes
 through the v1 scheduler API (mesolite.scheduler.client) and launches tasks on every offer until it has
 launched its quota, acknowledging every update as a real framework must.
 """
@@ -12,14 +15,17 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import json
 import logging
+import multiprocessing
+import resource
 import time
 import uuid
 from dataclasses import dataclass, field
+from multiprocessing.connection import Connection
 
 import aiohttp
-
 from mesolite.protocol.recordio import read_records
 from mesolite.resources import Resources, parse_resources
 from mesolite.scheduler.client import SchedulerCallError, SchedulerClient
@@ -55,6 +61,8 @@ class SimulatedAgent:
     pending_updates: list[dict] = field(default_factory=list)
     flush_scheduled: bool = False
     holds_gate: bool = False
+    ping_interval: float = 15.0  # from REGISTERED
+    last_call_at: float | None = None  # when the master last accepted a call of ours (monotonic)
 
     @property
     def hostname(self) -> str:
@@ -113,6 +121,8 @@ class SimulatedAgent:
         if kind == "REGISTERED":
             first = self.agent_id is None
             self.agent_id = event["registered"]["agent_id"]["value"]
+            self.ping_interval = float(event["registered"].get("ping_interval_seconds") or self.ping_interval)
+            self.last_call_at = None
             self._release_gate()
             if first:
                 self.fleet.registered(self)
@@ -132,7 +142,13 @@ class SimulatedAgent:
                 self.tasks[task_id] = "TASK_KILLED"
                 self._queue(status_update(framework_id, task_id, self.agent_id or "", "TASK_KILLED"))
         elif kind == "PING":
-            self.fleet.spawn(self._call({"type": "PONG"}))
+            # docs/architecture.md: an agent whose call the master accepted within the last ping interval
+            # may skip the PONG (the master counts every call as a sign of life), as the real agent does.
+            if self.last_call_at is not None and time.monotonic() - self.last_call_at < self.ping_interval:
+                self.fleet.pongs_skipped += 1
+            else:
+                self.fleet.pongs_sent += 1
+                self.fleet.spawn(self._call({"type": "PONG"}))
         elif kind == "SHUTDOWN":
             self.agent_id = None  # the master removed us: register as a new agent
         # ACKNOWLEDGE, SHUTDOWN_FRAMEWORK, RECONCILE: nothing to do for an agent whose tasks end instantly.
@@ -156,28 +172,40 @@ class SimulatedAgent:
     async def _call(self, call: dict) -> None:
         try:
             async with self.fleet.http.post(
-                f"http://{self.fleet.master}/internal/agent/call",
-                json=call,
-                headers={"Mesos-Agent-Id": self.agent_id or ""},
+                self.fleet.call_url,
+                data=json.dumps(call, separators=(",", ":")).encode(),
+                headers={"Content-Type": "application/json", "Mesos-Agent-Id": self.agent_id or ""},
             ) as response:
                 if response.status // 100 != 2:
                     self.fleet.call_failures += 1
                     log.warning("%s: %s answered %s", self.hostname, call["type"], response.status)
+                else:
+                    self.last_call_at = time.monotonic()
         except (aiohttp.ClientError, OSError, TimeoutError) as error:
             self.fleet.call_failures += 1
             log.debug("%s: %s failed: %s", self.hostname, call["type"], error)
 
 
 class AgentFleet:
-    """N simulated agents in this process."""
+    """`count` simulated agents in this process, numbered from `first_index`."""
 
-    def __init__(self, master: str, count: int, resources: str = AGENT_RESOURCES, finish_tasks: bool = False):
+    def __init__(
+        self,
+        master: str,
+        count: int,
+        resources: str = AGENT_RESOURCES,
+        finish_tasks: bool = False,
+        first_index: int = 0,
+    ):
         self.master = master
+        self.call_url = f"http://{master}/internal/agent/call"
         self.count = count
         self.finish_tasks = finish_tasks
         self.resources_json = parse_resources(resources).to_protobuf_json()
         self.boot_id = uuid.uuid4().hex
-        self.agents = [SimulatedAgent(index, self) for index in range(count)]
+        self.agents = [SimulatedAgent(index, self) for index in range(first_index, first_index + count)]
+        self.pongs_sent = 0
+        self.pongs_skipped = 0
         self.stopping = False
         self.registered_count = 0
         self.all_registered = asyncio.Event()
@@ -224,6 +252,121 @@ class AgentFleet:
         await asyncio.gather(*self._tasks, return_exceptions=True)
         await self.http.close()
         await self.streams_http.close()
+
+    def statistics(self) -> dict:
+        return {
+            "agents_registered": self.registered_count,
+            "first_registration_at": self.first_registration_at,
+            "last_registration_at": self.last_registration_at,
+            "tasks_received": self.tasks_received,
+            "stream_failures": self.stream_failures,
+            "call_failures": self.call_failures,
+            "pongs_sent": self.pongs_sent,
+            "pongs_skipped": self.pongs_skipped,
+        }
+
+
+def raise_file_limit() -> int:
+    """Every simulated agent holds a connection: raise the soft limit on open files to the hard limit."""
+    _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    with contextlib.suppress(ValueError, OSError):
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+
+
+def _fleet_worker(master: str, first_index: int, count: int, resources: str, concurrency: int, pipe: Connection):
+    """A worker process: run its share of the agents until the parent says stop; report on the pipe."""
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s simulator %(levelname)s %(message)s")
+    raise_file_limit()
+
+    async def main() -> None:
+        fleet = AgentFleet(master, count, resources, first_index=first_index)
+        await fleet.start(concurrency)
+        stop_requested = asyncio.get_running_loop().run_in_executor(None, pipe.recv)
+        registered = asyncio.ensure_future(fleet.all_registered.wait())
+        await asyncio.wait([stop_requested, registered], return_when=asyncio.FIRST_COMPLETED)
+        if registered.done():
+            pipe.send(("registered", fleet.statistics()))
+        await stop_requested
+        registered.cancel()
+        await fleet.stop()
+        pipe.send(("stopped", fleet.statistics()))
+
+    asyncio.run(main())
+
+
+class FleetProcesses:
+    """N simulated agents spread over `processes` worker processes (each an `AgentFleet`)."""
+
+    def __init__(self, master: str, count: int, processes: int, resources: str = AGENT_RESOURCES):
+        self.master = master
+        self.count = count
+        self.resources = resources
+        self.processes = max(1, min(processes, count))
+        self._workers: list[tuple[multiprocessing.process.BaseProcess, Connection]] = []
+
+    def start(self, registration_concurrency: int = 200) -> None:
+        """Start the workers; together they keep at most `registration_concurrency` registrations in flight."""
+        context = multiprocessing.get_context("spawn")
+        share, extra = divmod(self.count, self.processes)
+        first = 0
+        for number in range(self.processes):
+            count = share + (1 if number < extra else 0)
+            parent_end, child_end = context.Pipe()
+            concurrency = max(1, registration_concurrency // self.processes)
+            worker = context.Process(
+                target=_fleet_worker,
+                args=(self.master, first, count, self.resources, concurrency, child_end),
+                name=f"simulated-agents-{number}",
+                daemon=True,
+            )
+            worker.start()
+            child_end.close()
+            self._workers.append((worker, parent_end))
+            first += count
+
+    async def registered(self) -> dict:
+        """Wait until every agent has registered; the fleet's statistics (times are time.monotonic())."""
+        reports = await asyncio.gather(*(self._receive(pipe, worker) for worker, pipe in self._workers))
+        return _merge([report for _kind, report in reports])
+
+    async def stop(self) -> dict:
+        """Stop every worker; the fleet's final statistics."""
+        reports = []
+        for _worker, pipe in self._workers:
+            with contextlib.suppress(OSError):
+                pipe.send("stop")
+        for worker, pipe in self._workers:
+            with contextlib.suppress(EOFError, OSError, TimeoutError):
+                kind, report = await asyncio.wait_for(self._receive(pipe, worker), 60)
+                while kind != "stopped":
+                    kind, report = await asyncio.wait_for(self._receive(pipe, worker), 60)
+                reports.append(report)
+            await asyncio.to_thread(worker.join, 10)
+            if worker.is_alive():
+                worker.kill()
+        self._workers = []
+        return _merge(reports)
+
+    @staticmethod
+    async def _receive(pipe: Connection, worker) -> tuple[str, dict]:
+        while not await asyncio.to_thread(pipe.poll, 0.5):
+            if not worker.is_alive():
+                raise EOFError(f"simulator worker {worker.name} exited with {worker.exitcode}")
+        return pipe.recv()
+
+
+def _merge(reports: list[dict]) -> dict:
+    merged: dict = {}
+    for report in reports:
+        for name, value in report.items():
+            if name == "first_registration_at":
+                merged[name] = min(filter(None, (merged.get(name), value)), default=None)
+            elif name == "last_registration_at":
+                merged[name] = max(filter(None, (merged.get(name), value)), default=None)
+            else:
+                merged[name] = merged.get(name, 0) + value
+    return merged
 
 
 class LoadFramework:
@@ -320,9 +463,11 @@ class LoadFramework:
         task.add_done_callback(self._background.discard)
 
     async def _bounded(self, coroutine) -> None:
-        async with self._calls_in_flight:
-            try:
+        try:
+            async with self._calls_in_flight:
                 await coroutine
-            except SchedulerCallError as error:
-                self.call_failures += 1
-                log.warning("framework call failed: %s", error)
+        except SchedulerCallError as error:
+            self.call_failures += 1
+            log.warning("framework call failed: %s", error)
+        finally:
+            coroutine.close()  # a call cancelled before it started (at stop) is dropped quietly

@@ -30,6 +30,7 @@ class Agent:
     reregistered_time: float | None = None
     unreachable_time: float | None = None
     last_seen: float = field(default_factory=now)
+    next_ping: float = 0.0  # time.monotonic() when the next PING is due (see Master._ping_loop)
     # framework id -> ids of its tasks here (the Task objects live in the framework)
     task_ids: dict[str, set[str]] = field(default_factory=dict)
     offer_ids: set[str] = field(default_factory=set)
@@ -59,6 +60,13 @@ class Agent:
         if self.stream is None or self.stream.closed:
             return False
         self.stream.send(event)
+        return True
+
+    def send_encoded(self, record: bytes) -> bool:
+        """Send an event already JSON-encoded (one encoding shared by many agents)."""
+        if self.stream is None or self.stream.closed:
+            return False
+        self.stream.send_encoded(record)
         return True
 
     def add_task(self, framework_id: str, task_id: str) -> None:

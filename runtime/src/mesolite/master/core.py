@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import gc
 import json
 import logging
 import time
@@ -23,11 +24,12 @@ from mesolite.ids import IdGenerator
 from mesolite.master.agents import Agent, AgentState
 from mesolite.master.allocator import DEFAULT_REFUSE_SECONDS, Allocation, Allocator
 from mesolite.master.frameworks import MAX_COMPLETED_TASKS, Framework, framework_roles
+from mesolite.master.metrics import Timer
 from mesolite.master.offers import Offer
 from mesolite.master.registry import Registry
 from mesolite.master.streams import EventStream
 from mesolite.master.tasks import Task
-from mesolite.protocol.v1 import event, id_value, is_terminal, now, task_status, value_of
+from mesolite.protocol.v1 import encode_json, event, id_value, is_terminal, now, task_status, value_of
 from mesolite.resources import ResourceError, Resources
 
 log = logging.getLogger(__name__)
@@ -36,6 +38,17 @@ MAX_COMPLETED_FRAMEWORKS = 50
 MAX_OFFERS_PER_EVENT = 500
 # Within an on-demand allocation, wait this long for more triggers so that bursts make one cycle.
 ALLOCATION_COALESCE_SECONDS = 0.005
+# Agents are pinged in this many slices of the ping interval, each agent once per interval: ten thousand
+# agents then make a steady trickle of PINGs (and PONGs) instead of one burst that stalls everything else.
+PING_SLICES = 15
+PING_RECORD = encode_json(event("PING", {}))
+# Python's cyclic garbage collector walks every live object in a full collection: with 10,000 agents and as
+# many tasks (over a million objects) that stopped the whole master for 1-2 s, several times a minute under
+# load. The master's state is long-lived and freed by reference counting, so now and then the young
+# generations are collected and the survivors frozen (out of the collector's sight); once an hour, and when
+# leadership ends, they are thawed so that a full collection still finds cycles among old objects.
+GC_FREEZE_INTERVAL = 10.0
+GC_THAW_INTERVAL = 3600.0
 
 
 class CallError(Exception):
@@ -103,7 +116,9 @@ class Master:
         self.offers: dict[str, Offer] = {}
         self.counters: Counter[str] = Counter()
         self.elected_time = time.time()
-        self.last_allocation_seconds = 0.0
+        self.allocation_run_timer = Timer()
+        # Agents in the order their next PING is due: (due, agent id); see `_ping_loop`.
+        self._ping_schedule: deque[tuple[float, str]] = deque()
         self._wake_allocator = asyncio.Event()
         self._loops: list[asyncio.Task] = []
         self._stopped = False
@@ -119,6 +134,7 @@ class Master:
             ("allocation", self._allocation_loop),
             ("agent-pings", self._ping_loop),
             ("heartbeats", self._heartbeat_loop),
+            ("garbage-collection", self._garbage_collection_loop),
         ):
             self._loops.append(asyncio.create_task(loop(), name=f"master-{name}"))
         log.info(
@@ -135,6 +151,7 @@ class Master:
         self._stopped = True
         for loop in self._loops:
             loop.cancel()
+        gc.unfreeze()  # what this term kept is garbage now: let the collector see it again
         for framework in list(self.frameworks.values()):
             framework.cancel_failover_timer()
             if framework.connected:
@@ -881,6 +898,8 @@ class Master:
 
     def attach_agent_stream(self, agent: Agent, stream: EventStream) -> None:
         agent.stream = stream
+        agent.next_ping = time.monotonic() + self.settings.agent_ping_timeout
+        self._ping_schedule.append((agent.next_ping, agent.agent_id))
         stream.set_close_callback(lambda closed: self._agent_stream_closed(agent.agent_id, closed))
         stream.send(
             event(
@@ -1030,7 +1049,7 @@ class Master:
         started = time.perf_counter()
         allocations = self.allocator.allocate(time.monotonic())
         self._send_offers(allocations)
-        self.last_allocation_seconds = time.perf_counter() - started
+        self.allocation_run_timer.add((time.perf_counter() - started) * 1000)
         self.counters["allocator/mesos/allocation_runs"] += 1
         return len(allocations)
 
@@ -1120,30 +1139,50 @@ class Master:
                 await asyncio.sleep(interval)
 
     async def _ping_loop(self) -> None:
+        """PING every active agent once per `agent_ping_timeout`, spread over the interval (each agent
+        `agent_ping_timeout` after its (re-)registration, then at that pace); once per interval, check who
+        has been silent too long."""
         interval = self.settings.agent_ping_timeout
-        ping = event("PING", {})
+        tick = interval / PING_SLICES
+        next_check = last_pass = time.monotonic() + interval
         while True:
-            before = time.monotonic()
-            await asyncio.sleep(interval)
+            await asyncio.sleep(tick)
             if not self.is_leading():
                 continue
-            if time.monotonic() - before > 2 * interval:
-                # This process stalled: the silence was ours, not the agents'. Give them a fresh start.
-                log.warning("the master stalled for %.1fs; agents' silence clocks restart", time.monotonic() - before)
+            current = time.monotonic()
+            if current - last_pass > interval:
+                # No PING went out for a whole interval (this process stalled, or could not act as leader):
+                # the silence was ours, not the agents'. Give them a fresh start.
+                log.warning("no agent was pinged for %.1fs; agents' silence clocks restart", current - last_pass)
                 for agent in self.agents.values():
                     agent.last_seen = now()
+            last_pass = current
             try:
-                self._check_agents(ping)
+                self._send_pings(current)
+                if current >= next_check:
+                    next_check = current + interval
+                    self._check_agents()
             except Exception:
                 log.exception("agent liveness check failed")
 
-    def _check_agents(self, ping: dict) -> None:
+    def _send_pings(self, current: float) -> None:
+        schedule = self._ping_schedule
+        interval = self.settings.agent_ping_timeout
+        while schedule and schedule[0][0] <= current:
+            due, agent_id = schedule.popleft()
+            agent = self.agents.get(agent_id)
+            if agent is None or agent.next_ping != due or agent.stream is None:
+                continue  # removed, re-registered (it has a newer entry), or disconnected
+            if agent.state == AgentState.ACTIVE:
+                agent.send_encoded(PING_RECORD)
+            agent.next_ping = current + interval
+            schedule.append((agent.next_ping, agent_id))
+
+    def _check_agents(self) -> None:
         current = now()
         silence_limit = self.settings.agent_ping_timeout * self.settings.max_agent_ping_timeouts
         reregister_deadline = self.elected_time + self.settings.agent_reregister_timeout
         for agent in list(self.agents.values()):
-            if agent.state == AgentState.ACTIVE:
-                agent.send(ping)
             if agent.state in (AgentState.ACTIVE, AgentState.DISCONNECTED):
                 if current - agent.last_seen > silence_limit:
                     self.remove_agent(agent.agent_id, f"did not answer pings for {silence_limit:.0f}s")
@@ -1192,6 +1231,17 @@ class Master:
             self.settings.agent_reregister_timeout,
         )
         self._persist_agent(agent.agent_id, urgent=True)
+
+    async def _garbage_collection_loop(self) -> None:
+        thawed_at = time.monotonic()
+        while True:
+            await asyncio.sleep(GC_FREEZE_INTERVAL)
+            if time.monotonic() - thawed_at > GC_THAW_INTERVAL:
+                gc.unfreeze()  # the next full collection (automatic) walks everything once
+                thawed_at = time.monotonic()
+                continue
+            gc.collect(1)  # young garbage goes first: only survivors are frozen
+            gc.freeze()
 
     async def _heartbeat_loop(self) -> None:
         heartbeat = event("HEARTBEAT")
@@ -1323,10 +1373,10 @@ def _tasks_of(operations: list) -> list[dict]:
 
 
 def _sum(items) -> Resources:
-    total = Resources()
+    total = None
     for item in items:
-        total = total + item
-    return total
+        total = item if total is None else total + item
+    return Resources() if total is None else total
 
 
 def _attributes_key(info: dict) -> str:

@@ -7,6 +7,7 @@ master is still recovering).
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import logging
 import uuid
@@ -275,10 +276,35 @@ async def agent_subscribe(request: web.Request, master: Master) -> web.StreamRes
     stream = EventStream(response, f"agent-{request.remote}")
     try:
         body = await read_json_call(request)
-        master.admit_agent(body, stream)
+        master.admit_agent(with_agent_ip(body, request.remote), stream)
     except CallError as error:
         return text_error(error.status, error.message)
     return await serve_stream(request, response, stream)
+
+
+def with_agent_ip(body: dict, remote: str | None) -> dict:
+    """The subscription with `agent_info.ip`: the one the agent advertises, else the address it connected
+    from. Its pid (`slave(1)@ip:port`) and the UI's sandbox proxy use it: an agent's hostname need not
+    resolve on the master (`--hostname` is often a display name)."""
+    info = body.get("agent_info")
+    if not isinstance(info, dict):
+        return body  # admit_agent says what is wrong
+    advertised = info.get("ip")
+    if advertised is not None:
+        try:
+            ipaddress.ip_address(advertised if isinstance(advertised, str) else "")
+        except ValueError:
+            raise CallError(f"agent_info.ip must be an IP address, got {advertised!r}") from None
+        return body
+    try:
+        address = ipaddress.ip_address(remote or "")
+    except ValueError:
+        return body  # not over TCP/IP (e.g. a unix socket): the hostname stays the agent's address
+    if isinstance(address, ipaddress.IPv6Address):
+        if address.ipv4_mapped is None:
+            return body  # pids and "host:port" strings hold IPv4 addresses only
+        address = address.ipv4_mapped
+    return {**body, "agent_info": {**info, "ip": str(address)}}
 
 
 @leader_only
@@ -334,7 +360,8 @@ def add_ui(app: web.Application, process: MasterProcess) -> None:
     def agent_address(agent_id: str) -> str | None:
         master = process.master
         agent = master.agents.get(agent_id) if master is not None else None
-        return f"{agent.hostname}:{agent.port}" if agent is not None else None
+        # Where the agent registered from (its pid, `slave(1)@<ip>:<port>`), not its hostname.
+        return agent.pid.partition("@")[2] if agent is not None else None
 
     def leader_url() -> str | None:
         leader = process.leader_info

@@ -2,17 +2,69 @@
 
 from __future__ import annotations
 
+import math
 import resource
 import time
+from collections import deque
+from typing import TYPE_CHECKING
 
 from mesolite.master.agents import AgentState
-from mesolite.master.core import Master
 from mesolite.resources import Resources
+
+if TYPE_CHECKING:
+    from mesolite.master.core import Master
 
 # Gauges of tasks by state, counted from the live tasks.
 LIVE_STATES = ("TASK_STAGING", "TASK_STARTING", "TASK_RUNNING", "TASK_KILLING", "TASK_UNREACHABLE")
 # Counters of tasks that reached a terminal state (cumulative, as in Mesos).
 TERMINAL_COUNTERS = ("finished", "failed", "killed", "lost", "error", "dropped", "gone", "gone_by_operator")
+
+
+# The percentiles a Mesos timer reports, as `<name>/p50` and so on.
+PERCENTILES = (("p50", 50.0), ("p90", 90.0), ("p95", 95.0), ("p99", 99.0), ("p999", 99.9), ("p9999", 99.99))
+
+
+class Timer:
+    """A Mesos-style timer: the last value, plus statistics over the values of the last `window` seconds.
+
+    `snapshot(name)` gives `<name>` (the last value) and `<name>/count`, `/min`, `/max`, `/p50`, `/p90`,
+    `/p95`, `/p99`, `/p999`, `/p9999` (linear interpolation between the closest ranks), as Mesos's
+    `allocator/mesos/allocation_run_ms` does. At most `capacity` values are kept (the newest).
+    """
+
+    def __init__(self, window: float = 3600.0, capacity: int = 10_000):
+        self.window = window
+        self._values: deque[tuple[float, float]] = deque(maxlen=capacity)  # (time.monotonic(), value)
+
+    def add(self, value: float) -> None:
+        self._values.append((time.monotonic(), value))
+
+    @property
+    def last(self) -> float | None:
+        return self._values[-1][1] if self._values else None
+
+    def snapshot(self, name: str) -> dict[str, float]:
+        horizon = time.monotonic() - self.window
+        while self._values and self._values[0][0] < horizon:
+            self._values.popleft()
+        if not self._values:
+            return {}
+        values = sorted(value for _when, value in self._values)
+        metrics = {
+            name: round(self._values[-1][1], 3),
+            f"{name}/count": float(len(values)),
+            f"{name}/min": round(values[0], 3),
+            f"{name}/max": round(values[-1], 3),
+        }
+        for suffix, percent in PERCENTILES:
+            metrics[f"{name}/{suffix}"] = round(_percentile(values, percent), 3)
+        return metrics
+
+
+def _percentile(ordered: list[float], percent: float) -> float:
+    position = (len(ordered) - 1) * percent / 100.0
+    lower, upper = math.floor(position), math.ceil(position)
+    return ordered[lower] + (ordered[upper] - ordered[lower]) * (position - lower)
 
 
 def snapshot(master: Master | None, start_time: float) -> dict[str, float]:
@@ -37,9 +89,9 @@ def snapshot(master: Master | None, start_time: float) -> dict[str, float]:
             "master/frameworks_connected": float(sum(1 for f in master.frameworks.values() if f.connected)),
             "master/frameworks_disconnected": float(sum(1 for f in master.frameworks.values() if not f.connected)),
             "master/outstanding_offers": float(len(master.offers)),
-            "allocator/mesos/allocation_run_ms": round(master.last_allocation_seconds * 1000, 3),
         }
     )
+    metrics.update(master.allocation_run_timer.snapshot("allocator/mesos/allocation_run_ms"))
     states = {state: 0 for state in LIVE_STATES}
     for framework in master.frameworks.values():
         for task in framework.tasks.values():

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
 import logging
 import signal
 import socket
@@ -27,6 +28,7 @@ from mesolite.master.http import build_app
 from mesolite.master.registry import Registry
 from mesolite.resources import ResourceError
 from mesolite.zookeeper.detector import ip_to_uint32
+from mesolite.zookeeper.url import parse_zookeeper_url
 
 log = logging.getLogger("mesolite.master")
 
@@ -108,6 +110,45 @@ def default_ip() -> str:
     with contextlib.suppress(OSError):
         return socket.gethostbyname(socket.gethostname())
     return "127.0.0.1"
+
+
+def advertised_ip_source(flags: SimpleNamespace) -> str:
+    """Where the advertised IP came from, in words for the operator."""
+    if flags.advertise_ip:
+        return "--advertise_ip"
+    if flags.ip:
+        return "--ip"
+    return f"no --ip given: the address of this host's name '{socket.gethostname()}'"
+
+
+def loopback_warning(ip: str, source: str, zookeeper: str | None) -> str | None:
+    """A warning when this master advertises a loopback IP although ZooKeeper is on another host: masters,
+    agents and frameworks elsewhere would find it in ZooKeeper and fail to reach it. (Debian maps the
+    hostname to 127.0.1.1, so a master started without --ip advertises exactly that; Mesos does the same.)"""
+    try:
+        if not zookeeper or not ipaddress.ip_address(ip).is_loopback:
+            return None
+        servers = parse_zookeeper_url(zookeeper).hosts
+    except ValueError:
+        return None  # a bad --zk is reported when the election starts
+    remote = [server for server in servers.split(",") if not is_loopback_host(server.rpartition(":")[0] or server)]
+    if not remote:
+        return None
+    return (
+        f"advertising {ip} ({source}), a loopback address, while ZooKeeper is on another host "
+        f"({', '.join(remote)}): agents, frameworks and masters on other hosts will find this master in "
+        f"ZooKeeper but cannot reach it. Set --ip (or /etc/mesos-master/ip) to an address they can reach."
+    )
+
+
+def is_loopback_host(host: str) -> bool:
+    """Whether `host` (an IP or a name) is this machine's loopback; names that do not resolve are not."""
+    host = host.strip("[]")
+    with contextlib.suppress(ValueError):
+        return ipaddress.ip_address(host).is_loopback
+    with contextlib.suppress(OSError, ValueError):
+        return ipaddress.ip_address(socket.gethostbyname(host)).is_loopback
+    return False
 
 
 def lookup_hostname(ip: str) -> str:
@@ -251,6 +292,9 @@ async def run(flags: SimpleNamespace) -> None:
         raise FlagError("--authenticate_frameworks / --authenticate_agents are not supported by mesolite")
     settings = MasterSettings.from_flags(flags, min_allocatable, parse_weights(flags.weights))
     process = MasterProcess(flags, settings)
+    warning = loopback_warning(process.info["address"]["ip"], advertised_ip_source(flags), flags.zk)
+    if warning:
+        log.warning(warning)
     app = build_app(process)
     runner = web.AppRunner(app, handler_cancellation=True, access_log=None)
     await runner.setup()
@@ -293,7 +337,6 @@ async def start_election(process: MasterProcess, flags: SimpleNamespace):
     from mesolite.zookeeper.contender import Contender
     from mesolite.zookeeper.detector import MasterDetector
     from mesolite.zookeeper.session import ZooKeeperSession
-    from mesolite.zookeeper.url import parse_zookeeper_url
 
     try:
         url = parse_zookeeper_url(flags.zk)
