@@ -1,9 +1,10 @@
 """`make bench`: run the master against N simulated agents and one framework; write docs/benchmarks.md.
 
-For each N (1,000 and 10,000 by default) it starts a private ZooKeeper and a real `mesolite master`, registers
-N simulated agents (bench/simulator.py), subscribes a framework that launches `--tasks` tasks, and measures:
-agent registrations per second, the master's allocation run time (its /metrics/snapshot), offers per second,
-tasks launched-to-RUNNING per second, and the master's memory (RSS from /proc).
+For each scenario (AGENTS:TASKS; 1,000:10,000, 10,000:10,000 and 10,000:50,000 by default) it starts a private
+ZooKeeper and a real `mesolite master`, registers the simulated agents (bench/simulator.py, in worker processes),
+subscribes a framework that launches the tasks, and measures: agent registrations per second, the master's
+allocation run times (its /metrics/snapshot timer), offers per second, tasks launched-to-RUNNING per second, the
+master's CPU time per task, and its memory (RSS from /proc).
 """
 
 from __future__ import annotations
@@ -121,6 +122,12 @@ class Services:
                 fields[name] = int(value.split()[0])
         return fields
 
+    def master_cpu_seconds(self) -> float:
+        """CPU time (user + system) the master process has used so far."""
+        assert self.master is not None
+        fields = Path(f"/proc/{self.master.pid}/stat").read_text().rpartition(")")[2].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
     def stop(self) -> None:
         for process in reversed(self.processes):
             with contextlib.suppress(ProcessLookupError):
@@ -148,9 +155,12 @@ async def scenario(services: Services, agent_count: int, task_count: int, proces
         result["registration_seconds"] = time.monotonic() - started
         result["registrations_per_second"] = agent_count / result["registration_seconds"]
         await asyncio.sleep(3)  # let the master settle (and allocate with nobody to offer to)
+        cpu_before = services.master_cpu_seconds()
         framework_run = asyncio.create_task(framework.client.run())
         async with asyncio.timeout(600):
             await framework.done.wait()
+        master_cpu = services.master_cpu_seconds() - cpu_before
+        result["master_cpu_ms_per_task"] = master_cpu * 1000 / task_count
         subscribed_at = framework.subscribed_at or started
         if framework.offers_complete_at is not None:
             result["offers_per_second"] = agent_count / (framework.offers_complete_at - subscribed_at)
@@ -175,6 +185,7 @@ async def scenario(services: Services, agent_count: int, task_count: int, proces
             )
         }
         result["master_memory_kib"] = services.master_memory()
+        result["load_average_1min"] = os.getloadavg()[0]
     finally:
         await framework.stop()
         if framework_run is not None:
@@ -206,44 +217,75 @@ def machine() -> str:
     )
 
 
+HISTORY_HEADING = "## History"
+
+
 def write_results(results: list[dict], host: str) -> None:
+    """Write docs/benchmarks.md; its hand-written `## History` section (earlier results) is kept."""
+
     def number(value, digits: int = 0) -> str:
         return "n/a" if value is None else f"{value:,.{digits}f}"
 
     rows = [
-        "| agents | tasks | registrations/s | allocation run (ms) | offers/s | tasks to RUNNING/s | "
-        "master RSS (MiB) | master peak RSS (MiB) |",
-        "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        "| agents | tasks | tasks per ACCEPT | registrations/s | allocation run max / p99 / p50 (ms) | offers/s "
+        "| tasks to RUNNING/s | master CPU per task (ms) | master RSS / peak (MiB) | load average |",
+        "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for result in results:
+        if "error" in result:
+            rows.append(f"| {result['agents']:,} | {result['tasks']:,} | failed: {result['error']} |")
+            continue
         memory = result.get("master_memory_kib", {})
+        allocation = result.get("allocation_run_ms") or {}
         rows.append(
-            f"| {result['agents']:,} | {result['tasks']:,} | {number(result.get('registrations_per_second'))} | "
-            f"{number(result.get('allocation_run_ms'), 1)} | {number(result.get('offers_per_second'))} | "
-            f"{number(result.get('tasks_running_per_second'))} | {number(memory.get('VmRSS', 0) / 1024)} | "
-            f"{number(memory.get('VmHWM', 0) / 1024)} |"
+            f"| {result['agents']:,} | {result['tasks']:,} | {result['tasks_per_accept']} "
+            f"| {number(result.get('registrations_per_second'))} "
+            f"| {number(allocation.get('max'), 0)} / {number(allocation.get('p99'), 1)} / "
+            f"{number(allocation.get('p50'), 2)} | {number(result.get('offers_per_second'))} "
+            f"| {number(result.get('tasks_running_per_second'))} | {number(result.get('master_cpu_ms_per_task'), 2)} "
+            f"| {number(memory.get('VmRSS', 0) / 1024)} / {number(memory.get('VmHWM', 0) / 1024)} "
+            f"| {number(result.get('load_average_1min'), 1)} |"
         )
+    history = ""
+    if RESULTS.exists():
+        previous = RESULTS.read_text()
+        if HISTORY_HEADING in previous:
+            history = "\n" + previous[previous.index(HISTORY_HEADING) :].rstrip() + "\n"
     text = f"""# Benchmarks
 
 Written by `make bench` (bench/run.py) on {time.strftime("%Y-%m-%d %H:%M %Z")}.
 
 Machine: {host}.
 
-Each row: a private ZooKeeper and a real `mesolite master` (default flags: 1 s allocation interval, 15 s agent
-pings); N simulated agents (bench/simulator.py: all in one process, `{AGENT_RESOURCES}` each, speaking the
-agent protocol of docs/architecture.md over real HTTP, answering RUN_TASK at once with TASK_RUNNING); one framework
-(the v1 scheduler API through mesolite.scheduler.client) launching the tasks, a few per offer, and acknowledging
-every update. The simulator and the framework share the machine's cores with the master.
+## What is measured
+
+Each row: a private ZooKeeper (the master registers its agents in it, as in production) and a real
+`mesolite master` with default flags (1 s allocation interval, 15 s agent pings); N simulated agents
+(bench/simulator.py, {AGENTS_PER_PROCESS:,} per worker process, `{AGENT_RESOURCES}` each) that speak the agent
+protocol of docs/architecture.md over real HTTP — one event stream per agent, every call a real POST — answer
+PING with PONG (skipped when they called within the ping interval, as the protocol allows) and answer RUN_TASK
+at once with TASK_RUNNING (one `STATUS_UPDATES` call per agent per 20 ms); one framework (the v1 scheduler API
+through mesolite.scheduler.client, in its own process) that launches the tasks, up to `tasks per ACCEPT` on each
+offer (one ACCEPT per offer: v1 ACCEPT may only combine offers of one agent), declines what it does not need and
+acknowledges every update with its own ACKNOWLEDGE call. Simulator, framework, ZooKeeper and master all share
+the machine's cores (and whatever else runs on it: see the load average).
 
 {chr(10).join(rows)}
 
-- *registrations/s*: agents registered (REGISTERED received) per second, 200 registrations in flight at a time.
-- *allocation run*: the master's own timing of its last allocation run (`allocator/mesos/allocation_run_ms` in
-  /metrics/snapshot) with every agent registered and the tasks running.
+- *registrations/s*: N divided by the time from starting the simulator until every agent received REGISTERED
+  (at most 200 registrations in flight).
+- *allocation run*: the master's timer `allocator/mesos/allocation_run_ms` (/metrics/snapshot; Mesos's name)
+  over the whole run: worst, 99th percentile and median of every allocation cycle. The worst is the first cycle
+  after the framework subscribes, which offers every agent at once.
 - *offers/s*: N divided by the time from SUBSCRIBED until the framework held an offer from every agent.
-- *tasks to RUNNING/s*: tasks divided by the time from the first launch to the last TASK_RUNNING seen by the
-  framework (offers, ACCEPT, RUN_TASK to the agent, its status update, UPDATE to the framework).
-- *master RSS*: resident memory of the master process at the end (and its peak), from /proc/<pid>/status.
+- *tasks to RUNNING/s*: tasks divided by the time from the first ACCEPT to the last TASK_RUNNING the framework
+  received (ACCEPT, RUN_TASK down the agent's stream, the agent's status update call, UPDATE to the framework;
+  the framework's acknowledgements run alongside).
+- *master CPU per task*: CPU time (user + system) of the master process from SUBSCRIBE to the last TASK_RUNNING,
+  divided by the tasks: the throughput figure that does not depend on what else the machine is doing.
+- *master RSS*: resident memory of the master at the end, and its peak (/proc/<pid>/status).
+- *load average*: the machine's 1-minute load average at the end of the row (2 cores: above 2, other work
+  competed for the CPU).
 
 Target (issue 4): 10,000 agents with a sub-second allocation cycle and at least 1,000 task launches per second.
 
@@ -252,14 +294,28 @@ Raw results:
 ```json
 {json.dumps(results, indent=2)}
 ```
-"""
+{history}"""
     RESULTS.write_text(text)
+
+
+def parse_scenario(text: str) -> tuple[int, int]:
+    agents, _, tasks = text.partition(":")
+    try:
+        return int(agents), int(tasks)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{text}' is not AGENTS:TASKS (e.g. 10000:50000)") from None
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--agents", type=int, nargs="+", default=[1000, 10000], help="N values (default 1000 10000)")
-    parser.add_argument("--tasks", type=int, default=10000, help="tasks the framework launches (default 10000)")
+    parser.add_argument(
+        "scenarios",
+        type=parse_scenario,
+        nargs="*",
+        default=[(1000, 10000), (10000, 10000), (10000, 50000)],
+        metavar="AGENTS:TASKS",
+        help="what to run (default: 1000:10000 10000:10000 10000:50000)",
+    )
     parser.add_argument(
         "--agent-processes",
         type=int,
@@ -276,16 +332,16 @@ def main() -> int:
     limit = raise_file_limit()
     print(f"bench: file descriptor limit {limit}", flush=True)
     results = []
-    for agent_count in options.agents:
+    for agent_count, task_count in options.scenarios:
         directory = Path(tempfile.mkdtemp(prefix=f"mesolite-bench-{agent_count}-"))
         services = Services(directory, options.master_flag)
-        print(f"bench: {agent_count:,} agents, {options.tasks:,} tasks (logs in {directory})", flush=True)
+        print(f"bench: {agent_count:,} agents, {task_count:,} tasks (logs in {directory})", flush=True)
         try:
             services.start()
             processes = options.agent_processes or -(-agent_count // AGENTS_PER_PROCESS)
-            result = asyncio.run(scenario(services, agent_count, options.tasks, processes))
-        except Exception as error:
-            result = {"agents": agent_count, "tasks": options.tasks, "error": f"{type(error).__name__}: {error}"}
+            result = asyncio.run(scenario(services, agent_count, task_count, processes))
+        except Exception as error:  # a failed row is reported; the others still run
+            result = {"agents": agent_count, "tasks": task_count, "error": f"{type(error).__name__}: {error}"}
             options.keep = True
         finally:
             services.stop()

@@ -9,7 +9,8 @@ import pytest
 
 
 def address(host):
-    return host.check_output("hostname -I").split()[0]
+    # The address of the node's name (hostname -I would also list docker0 on agents).
+    return host.check_output("hostname -i").split()[0]
 
 
 def wait_for_json(host, url, predicate, attempts=60):

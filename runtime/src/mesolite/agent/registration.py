@@ -94,6 +94,8 @@ class MasterLink:
         self.address: str | None = None  # the master our stream is connected to
         self.registered = False
         self.silence_timeout = DEFAULT_SILENCE_TIMEOUT
+        self.ping_interval = DEFAULT_SILENCE_TIMEOUT / MISSED_PINGS_BEFORE_RECONNECT
+        self._last_accepted_call: float | None = None  # loop time of the last call the master accepted
         self._leader_changed = asyncio.Event()
         self._leader_known = asyncio.Event()
 
@@ -135,6 +137,9 @@ class MasterLink:
         address = self.address
         if address is None or not self.registered:
             return False
+        loop = asyncio.get_running_loop()
+        if body.get("type") == "PONG" and self._heard_within(loop.time(), self.ping_interval):
+            return True  # the master heard from us within the ping interval: any call counts as a PONG
         try:
             async with self.session.post(
                 f"http://{address}{CALL_PATH}",
@@ -143,12 +148,17 @@ class MasterLink:
                 timeout=aiohttp.ClientTimeout(total=15),
             ) as response:
                 if response.status // 100 == 2:
+                    if address == self.address:
+                        self._last_accepted_call = loop.time()
                     return True
                 text = await response.text()
                 log.warning("master %s answered %s to %s: %s", address, response.status, body.get("type"), text[:300])
         except (aiohttp.ClientError, OSError, TimeoutError) as error:
             log.info("call %s to master %s failed: %s", body.get("type"), address, error or type(error).__name__)
         return False
+
+    def _heard_within(self, now: float, seconds: float) -> bool:
+        return self._last_accepted_call is not None and now - self._last_accepted_call < seconds
 
     async def _follow_leader(self) -> None:
         async for address in leader_addresses(self.master):
@@ -219,7 +229,9 @@ class MasterLink:
             registered = event.get("registered") or {}
             ping_interval = float(registered.get("ping_interval_seconds") or 0)
             if ping_interval > 0:
+                self.ping_interval = ping_interval
                 self.silence_timeout = ping_interval * MISSED_PINGS_BEFORE_RECONNECT
+            self._last_accepted_call = None
             self.address = address
             self.registered = True
             await self.events.on_registered(registered, address)
