@@ -66,12 +66,14 @@ def test_posted_app_runs_and_is_deleted(host):
             lambda body: any(task.get("state") == "TASK_RUNNING" for task in body["tasks"]),
         )
         assert tasks["tasks"][0]["host"] == "molecule-marathon"
-        assert host.run("pgrep -f 'sleep 600'").rc == 0
+        assert host.run("pgrep -f 'slee[p] 600'").rc == 0
     finally:
-        deleted = host.run("curl -s -o /dev/null -w '%{http_code}' -X DELETE http://127.0.0.1:8080/v2/apps/molecule-sleeper")
+        deleted = host.run(
+            "curl -s -o /dev/null -w '%{http_code}' -X DELETE http://127.0.0.1:8080/v2/apps/molecule-sleeper"
+        )
     assert deleted.stdout == "200"
     for _ in range(30):
-        if host.run("pgrep -f 'sleep 600'").rc != 0:
+        if host.run("pgrep -f 'slee[p] 600'").rc != 0:
             return
         time.sleep(1)
     pytest.fail("the app's task still runs after the app was deleted")

@@ -110,7 +110,7 @@ def test_a_running_task_survives_an_agent_restart(host):
         time.sleep(1)
     else:
         pytest.fail("the task did not start: " + host.file("/tmp/survivor.log").content_string)
-    task_pid = host.check_output("pgrep -f 'sleep 20'").split()[0]
+    task_pid = host.check_output("pgrep -f 'slee[p] 20'").split()[0]
     assert host.run("systemctl restart mesos-slave").rc == 0
     assert host.run(f"kill -0 {task_pid}").rc == 0, "the task died with the agent"
     for _ in range(40):

@@ -251,7 +251,7 @@ class Allocator:
                 allocated_here = True
                 if slot.available.is_empty():
                     break
-            if allocated_here:
+            if allocated_here and len(order) > 1:
                 # Shares changed: the next agent goes to whoever is furthest behind now.
                 order = self._ordered_clients()
         return allocations
