@@ -329,6 +329,9 @@ def main() -> int:
     if not shutil.which("java"):
         print("bench: java (Debian's zookeeper package) is needed", file=sys.stderr)
         return 1
+    # ZooKeeper and the master run in sessions of their own: a SIGTERM (e.g. from `timeout`) must still reach
+    # the clean-up below rather than leave them running.
+    signal.signal(signal.SIGTERM, lambda _signum, _frame: sys.exit(143))
     limit = raise_file_limit()
     print(f"bench: file descriptor limit {limit}", flush=True)
     results = []
