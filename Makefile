@@ -28,7 +28,7 @@ IMAGE_BUILDS := $(filter-out images/base/build.sh,$(sort $(wildcard images/*/bui
 VENV_STAMP := $(VENV)/.mesolite-installed
 VENV_INPUTS := requirements/controller.txt $(RUNTIME_EXISTS) scripts/venv.sh scripts/install-pymesos.sh
 
-.PHONY: help deps docker images venv lab lab-down shell molecule lint pytest molecule-all test bench
+.PHONY: help deps docker images venv lab lab-down shell molecule lint pytest molecule-all vagrant-check test bench
 
 help: ## Show the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{ printf "  make %-12s %s\n", $$1, $$2 }'
@@ -85,7 +85,10 @@ molecule-all: images venv ## Every Molecule scenario, one after the other
 	  molecule test -s $$scenario || exit 1; \
 	done
 
-test: lint pytest molecule-all ## Everything CI runs: lint, Python tests, every Molecule scenario
+vagrant-check: images venv ## `vagrant up --provider=docker` of the two-node lab, the runbook checks, then destroy
+	@scripts/vagrant-check.sh
+
+test: lint pytest molecule-all vagrant-check ## Everything CI runs: lint, Python tests, every Molecule scenario, Vagrant
 
 bench: venv ## Benchmarks (writes docs/benchmarks.md)
 	@if [ -x bench/run.sh ]; then bench/run.sh; else echo "There are no benchmarks yet (bench/run.sh)"; fi

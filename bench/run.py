@@ -282,7 +282,9 @@ the machine's cores (and whatever else runs on it: see the load average).
   received (ACCEPT, RUN_TASK down the agent's stream, the agent's status update call, UPDATE to the framework;
   the framework's acknowledgements run alongside).
 - *master CPU per task*: CPU time (user + system) of the master process from SUBSCRIBE to the last TASK_RUNNING,
-  divided by the tasks: the throughput figure that does not depend on what else the machine is doing.
+  divided by the tasks: what a task costs the master, less dependent on the rest of the machine than the rate
+  (it still grows under contention, and it includes the master's steady work meanwhile: PINGs and PONGs of
+  every agent, registry writes, the first allocation cycle).
 - *master RSS*: resident memory of the master at the end, and its peak (/proc/<pid>/status).
 - *load average*: the machine's 1-minute load average at the end of the row (2 cores: above 2, other work
   competed for the CPU).

@@ -10,6 +10,7 @@ packages=(
   busybox-static                     # the 2 MB test image (images/busybox)
   apt-cacher-ng                      # apt cache that lab/Molecule hosts use (see images/base)
   zookeeper                          # the runtime's integration tests run a real ZooKeeper
+  vagrant                            # `make test` checks the Vagrantfile with the docker provider
   chromium                           # headless browser for the web UI tests (Playwright)
   iproute2 netcat-openbsd curl ca-certificates
 )

@@ -1237,10 +1237,11 @@ class Master:
         while True:
             await asyncio.sleep(GC_FREEZE_INTERVAL)
             if time.monotonic() - thawed_at > GC_THAW_INTERVAL:
-                gc.unfreeze()  # the next full collection (automatic) walks everything once
                 thawed_at = time.monotonic()
-                continue
-            gc.collect(1)  # young garbage goes first: only survivors are frozen
+                gc.unfreeze()
+                gc.collect()  # the one full walk of the hour: cycles among old objects go
+            else:
+                gc.collect(1)  # young garbage goes first: only survivors are frozen
             gc.freeze()
 
     async def _heartbeat_loop(self) -> None:

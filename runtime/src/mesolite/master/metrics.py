@@ -39,10 +39,6 @@ class Timer:
     def add(self, value: float) -> None:
         self._values.append((time.monotonic(), value))
 
-    @property
-    def last(self) -> float | None:
-        return self._values[-1][1] if self._values else None
-
     def snapshot(self, name: str) -> dict[str, float]:
         horizon = time.monotonic() - self.window
         while self._values and self._values[0][0] < horizon:
