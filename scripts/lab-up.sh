@@ -66,9 +66,16 @@ while read -r node _; do
 done <<<"$nodes"
 
 ansible-playbook -i "$inventory" site.yml
+# The reference runbook, end to end (zk-status, the master's agents, mesos-resolve + mesos-execute,
+# the nginx app through Marathon): the lab is only "up" when it passes.
+ansible-playbook -i "$inventory" playbooks/smoke.yml
 
 echo
-echo "The lab is up (network $network, $subnet):"
+echo "The lab is up (network $network, $subnet); the runbook's checks passed:"
 while read -r node address groups; do
   printf '  %-6s %-15s %-45s make shell NODE=%s\n' "$node" "$address" "${groups//,/ }" "$node"
+done <<<"$nodes"
+while read -r node address groups; do
+  case ",$groups," in *,mesos_masters,*) echo "  Mesos master UI  http://$address:5050   ($node)" ;; esac
+  case ",$groups," in *,marathon,*) echo "  Marathon UI      http://$address:8080   ($node)" ;; esac
 done <<<"$nodes"
