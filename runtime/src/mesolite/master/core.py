@@ -29,7 +29,16 @@ from mesolite.master.offers import Offer
 from mesolite.master.registry import Registry
 from mesolite.master.streams import EventStream
 from mesolite.master.tasks import Task
-from mesolite.protocol.v1 import encode_json, event, id_value, is_terminal, now, task_status, value_of
+from mesolite.protocol.v1 import (
+    TASK_STATES,
+    encode_json,
+    event,
+    id_value,
+    is_terminal,
+    now,
+    task_status,
+    value_of,
+)
 from mesolite.resources import ResourceError, Resources
 
 log = logging.getLogger(__name__)
@@ -952,7 +961,7 @@ class Master:
         framework_id = value_of(update, "framework_id")
         status = update["status"]
         task_id = value_of(status, "task_id")
-        if framework_id is None or task_id is None or status.get("state") not in _KNOWN_STATES:
+        if framework_id is None or task_id is None or status.get("state") not in TASK_STATES:
             raise CallError("a status update needs framework_id, status.task_id and a known status.state")
         status.setdefault("agent_id", id_value(agent.agent_id))
         self.counters["master/messages_status_update"] += 1
@@ -1300,26 +1309,6 @@ class Master:
         if framework_id in self.removed_framework_ids:
             return {"framework_info": {"id": id_value(framework_id)}, "removed": True}
         return None
-
-
-_KNOWN_STATES = frozenset(
-    {
-        "TASK_STAGING",
-        "TASK_STARTING",
-        "TASK_RUNNING",
-        "TASK_KILLING",
-        "TASK_FINISHED",
-        "TASK_FAILED",
-        "TASK_KILLED",
-        "TASK_ERROR",
-        "TASK_LOST",
-        "TASK_DROPPED",
-        "TASK_UNREACHABLE",
-        "TASK_GONE",
-        "TASK_GONE_BY_OPERATOR",
-        "TASK_UNKNOWN",
-    }
-)
 
 
 def _id_list(items: object, where: str) -> list[str]:
