@@ -72,7 +72,7 @@ ifneq ($(RUNTIME_EXISTS),)
 	ruff format --check --config runtime/pyproject.toml molecule bench
 endif
 
-pytest: docker venv ## The runtime's Python tests (integration tests use dockerd and ZooKeeper)
+pytest: images venv ## The runtime's Python tests (integration tests use dockerd and ZooKeeper)
 ifneq ($(RUNTIME_EXISTS),)
 	cd runtime && { pytest; status=$$?; [ $$status -ne 5 ] || { echo "pytest collected no tests"; status=0; }; exit $$status; }
 else
