@@ -259,3 +259,19 @@ def test_failing_health_check_gets_the_task_replaced(cluster, tmp_path):
     first = running_tasks(client, "/flaky")[0].id
     wait_for(lambda: first not in [t.id for t in client.list_tasks("/flaky")], 60, what="the unhealthy task killed")
     wait_for(lambda: client.get_app("/flaky").tasks_healthy == 1, 60, what="a healthy replacement")
+
+
+def test_mesos_run_health_checks_make_tasks_healthy(cluster):
+    cluster.start_agent("127.0.0.1")
+    service = cluster.start_marathon()
+    client = client_of(service)
+    common = {"intervalSeconds": 1, "timeoutSeconds": 5, "gracePeriodSeconds": 30, "delaySeconds": 0}
+    apps = {
+        "command-checked": {"protocol": "COMMAND", "command": {"value": 'test -n "$MESOS_TASK_ID"'}, **common},
+        "http-checked": {"protocol": "MESOS_HTTP", "path": "/", "portIndex": 0, **common},
+    }
+    for app_id, check in apps.items():
+        app = {"id": app_id, "cmd": SERVE, "cpus": 0.1, "mem": 32, "instances": 1, "healthChecks": [check]}
+        assert http("POST", service.url("/v2/apps"), app)[0] == 201
+    for app_id in apps:
+        wait_for(lambda a=app_id: client.get_app(f"/{a}").tasks_healthy == 1, 60, what=f"{app_id} healthy")

@@ -102,7 +102,8 @@ def test_non_leader_proxies_and_redirects_events(cluster):  # noqa: F811
     threading.Thread(target=lambda: (stream.read(), ended.set()), daemon=True).start()
     assert ended.wait(15), "the event stream of the old leader ends"
     assert leader_of([second]) is second
-    assert http("GET", second.url("/v2/apps/proxied"))[0] == 200
+    # A new leader answers 503 while it loads the state from ZooKeeper; then it serves the app.
+    wait_for(lambda: http("GET", second.url("/v2/apps/proxied"))[0] == 200, 30, what="the app on the new leader")
 
 
 def test_killing_both_leaders_during_a_rolling_upgrade(cluster):  # noqa: F811

@@ -65,6 +65,7 @@ class TaskRun:
     spawn_failed: bool = False
     kill_signaled: bool = False
     executor_restarts: int = 0  # executors started after the first one died (this agent process)
+    group: str | None = None  # the executor id of its task group (LAUNCH_GROUP), None for a lone task
 
     @property
     def framework_id(self) -> str:
@@ -264,6 +265,7 @@ class Agent:
                 info["containerizer"],
                 stream,
                 executor=processes.read_identity(paths.executor_pid),
+                group=info.get("task_group"),
             )
             with contextlib.suppress(OSError):
                 run.spawned_at = paths.task_info.stat().st_mtime
@@ -314,14 +316,8 @@ class Agent:
         elif kind == "RUN_TASK":
             await self.run_task(body.get("framework") or {}, body.get("task") or {})
         elif kind == "RUN_TASK_GROUP":
-            for task in (body.get("task_group") or {}).get("tasks") or []:
-                self._refuse_task(
-                    body.get("framework") or {},
-                    task,
-                    "TASK_ERROR",
-                    "REASON_TASK_GROUP_INVALID",
-                    "task groups (LAUNCH_GROUP) are not supported by this agent",
-                )
+            tasks = (body.get("task_group") or {}).get("tasks") or []
+            await self.run_task_group(body.get("framework") or {}, body.get("executor") or {}, tasks)
         elif kind == "KILL_TASK":
             self.kill_task(value_of(body, "framework_id"), value_of(body, "task_id"), body.get("kill_policy"))
         elif kind == "ACKNOWLEDGE":
@@ -353,49 +349,76 @@ class Agent:
             log.warning("ignoring RUN_TASK for task %s of framework %s: it already runs here", task_id, framework_id)
             return
         self.frameworks[framework_id] = framework
-        if "executor" in task:
-            self._refuse_task(
-                framework,
-                task,
-                "TASK_ERROR",
-                "REASON_TASK_INVALID",
-                "custom executors are not supported: use TaskInfo.command or container.type DOCKER",
-            )
+        containerizer, refusal = self._pick_containerizer(task)
+        if refusal is not None:
+            self._refuse_task(framework, task, *refusal)
             return
+        self._launch(framework, task, containerizer.name)
+
+    async def run_task_group(self, framework: dict, executor: dict, tasks: list[dict]) -> None:
+        """A task group (LAUNCH_GROUP), run the simple way: each task as a command task of its own (its own
+        executor process and container), all under the group's executor id. Mesos's default executor is not
+        emulated beyond its kill policy: when a task of the group fails or is killed, the others are killed
+        (`_kill_group`). The group is launched whole or not at all."""
+        framework_id = value_of(framework, "id")
+        group = value_of(executor, "executor_id")
+        tasks = [task for task in tasks if isinstance(task, dict)]
+        if not framework_id or not group or not tasks or not all(value_of(task, "task_id") for task in tasks):
+            log.error("ignoring RUN_TASK_GROUP without framework id, executor id or task ids: %s", tasks)
+            return
+        tasks = [task for task in tasks if (framework_id, value_of(task, "task_id")) not in self.runs]
+        self.frameworks[framework_id] = framework
+        chosen = [self._pick_containerizer(task) for task in tasks]
+        refusal = next(((task, refused) for task, (_, refused) in zip(tasks, chosen, strict=True) if refused), None)
+        if refusal is not None:
+            bad, (state, reason, message) = refusal
+            for task in tasks:
+                if task is bad:
+                    self._refuse_task(framework, task, state, reason, message, group=group)
+                else:
+                    why = f"task {value_of(bad, 'task_id')} of its group cannot run: {message}"
+                    self._refuse_task(framework, task, state, "REASON_TASK_GROUP_INVALID", why, group=group)
+            return
+        for task, (containerizer, _) in zip(tasks, chosen, strict=True):
+            self._launch(framework, task, containerizer.name, group=group)
+
+    def _pick_containerizer(self, task: dict):
+        """(the containerizer to run a task, None) or (None, (state, reason, message) to refuse it with)."""
+        if "executor" in task:
+            message = "custom executors are not supported: use TaskInfo.command or container.type DOCKER"
+            return None, ("TASK_ERROR", "REASON_TASK_INVALID", message)
         containerizer = pick_containerizer(self.containerizers, task)
         if containerizer is None:
             wanted = (task.get("container") or {}).get("type", "MESOS")
-            self._refuse_task(
-                framework,
-                task,
-                "TASK_FAILED",
-                "REASON_CONTAINER_LAUNCH_FAILED",
+            message = (
                 f"no enabled containerizer supports container.type {wanted} "
-                f"(--containerizers={','.join(self.options.containerizers)})",
+                f"(--containerizers={','.join(self.options.containerizers)})"
             )
-            return
+            return None, ("TASK_FAILED", "REASON_CONTAINER_LAUNCH_FAILED", message)
         if isinstance(containerizer, UnavailableContainerizer):
-            self._refuse_task(framework, task, "TASK_FAILED", "REASON_CONTAINER_LAUNCH_FAILED", containerizer.reason)
-            return
+            return None, ("TASK_FAILED", "REASON_CONTAINER_LAUNCH_FAILED", containerizer.reason)
         problem = containerizer.validate(task, self.options)
         if problem:
-            self._refuse_task(framework, task, "TASK_ERROR", "REASON_TASK_INVALID", problem)
-            return
-        run = self._create_run(framework, task, containerizer.name)
+            return None, ("TASK_ERROR", "REASON_TASK_INVALID", problem)
+        return containerizer, None
+
+    def _launch(self, framework: dict, task: dict, containerizer: str, group: str | None = None) -> None:
+        run = self._create_run(framework, task, containerizer, group)
         log.info(
-            "launching task %s of framework %s in container %s (%s containerizer)",
-            task_id,
-            framework_id,
+            "launching task %s of framework %s in container %s (%s containerizer)%s",
+            run.task_id,
+            run.framework_id,
             run.container_id,
-            containerizer.name,
+            containerizer,
+            f" for task group {group}" if group else "",
         )
         self._background_task(self._spawn_executor(run))
 
-    def _create_run(self, framework: dict, task: dict, containerizer: str) -> TaskRun:
+    def _create_run(self, framework: dict, task: dict, containerizer: str, group: str | None = None) -> TaskRun:
         assert self.agent_id is not None
         framework_id = framework["id"]["value"]
         task_id = task["task_id"]["value"]
-        paths = self.work.run(self.agent_id, framework_id, task_id, new_container_id())
+        paths = self.work.run(self.agent_id, framework_id, group or task_id, new_container_id())
         paths.meta.mkdir(parents=True)
         paths.sandbox.mkdir(parents=True)
         write_symlink(paths.sandbox.parent / "latest", paths.container_id)
@@ -409,20 +432,23 @@ class Agent:
                 "sandbox": str(paths.sandbox),
                 "agent_id": self.agent_id,
                 "agent_options": self.options.to_json(),
+                **({"task_group": group} if group else {}),
             },
         )
         stream = self.updates.add_stream(UpdateStream(framework_id, task_id, paths.updates))
-        run = TaskRun(paths, task, framework, containerizer, stream)
+        run = TaskRun(paths, task, framework, containerizer, stream, group=group)
         self.runs[(framework_id, task_id)] = run
         return run
 
-    def _refuse_task(self, framework: dict, task: dict, state: str, reason: str, message: str) -> None:
+    def _refuse_task(
+        self, framework: dict, task: dict, state: str, reason: str, message: str, group: str | None = None
+    ) -> None:
         """A task that never gets an executor: its one (terminal) update, checkpointed like any other."""
         log.warning("task %s: %s: %s", value_of(task, "task_id"), state, message)
         self.counters["container_launch_errors" if state == "TASK_FAILED" else "invalid_tasks"] += 1
         if not value_of(task, "task_id") or not value_of(framework, "id"):
             return
-        run = self._create_run(framework, task, "none")
+        run = self._create_run(framework, task, "none", group)
         self._add_update(run, state, message=message, reason=reason, source="SOURCE_AGENT")
 
     async def _spawn_executor(self, run: TaskRun) -> None:
@@ -598,6 +624,7 @@ class Agent:
                 source="SOURCE_EXECUTOR",
                 timestamp=event.get("timestamp"),
                 container_status=event.get("container_status"),
+                healthy=event.get("healthy"),
                 events_offset=end,
             )
 
@@ -638,9 +665,12 @@ class Agent:
         source: str,
         timestamp: float | None = None,
         container_status: dict | None = None,
+        healthy: bool | None = None,
         events_offset: int | None = None,
     ) -> None:
-        extra = {"container_status": container_status} if container_status else {}
+        extra: dict = {"container_status": container_status} if container_status else {}
+        if healthy is not None:
+            extra["healthy"] = bool(healthy)
         status = task_status(
             run.task_id,
             state,
@@ -658,6 +688,16 @@ class Agent:
             "task %s of framework %s is %s%s", run.task_id, run.framework_id, state, f": {message}" if message else ""
         )
         self.updates.add(run.stream, update, events_offset)
+        if run.group and state in ("TASK_FAILED", "TASK_KILLED"):
+            self._kill_group(run)
+
+    def _kill_group(self, ended: TaskRun) -> None:
+        """Mesos's default executor: a task of a group that failed or was killed takes the others with it."""
+        for run in list(self.runs.values()):
+            if run.group == ended.group and run.framework_id == ended.framework_id and not run.terminal:
+                if not run.kill_signaled and not run.paths.kill_request.exists():
+                    log.info("killing task %s: task %s of its group is %s", run.task_id, ended.task_id, ended.state)
+                self._request_kill(run, kill_grace_seconds(None, run.task))
 
     def _on_stream_done(self, stream: UpdateStream) -> None:
         run = self.runs.pop(stream.key, None)

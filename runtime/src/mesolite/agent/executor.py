@@ -17,7 +17,7 @@ import signal
 import sys
 from pathlib import Path
 
-from mesolite.agent import processes
+from mesolite.agent import health_checks, processes
 from mesolite.agent.checkpoint import read_json, read_json_lines, write_atomically
 from mesolite.agent.containerizers import load_containerizer
 from mesolite.agent.containerizers.base import AgentOptions, ExecutorRun, Termination
@@ -51,6 +51,12 @@ def kill_grace_period(run_dir: Path) -> float:
         return DEFAULT_KILL_GRACE_SECONDS
 
 
+def task_kill_grace_period(task: dict) -> float:
+    """The grace period of a kill the executor decides on (a failed health check): the task's kill policy."""
+    nanoseconds = ((task.get("kill_policy") or {}).get("grace_period") or {}).get("nanoseconds")
+    return DEFAULT_KILL_GRACE_SECONDS if nanoseconds is None else max(0.0, int(nanoseconds) / 1e9)
+
+
 async def supervise(run: ExecutorRun) -> str:
     """Run the task to its end and report every step; returns the terminal state."""
     events = [event for event, _end in read_json_lines(run.events_path)]
@@ -70,6 +76,18 @@ async def supervise(run: ExecutorRun) -> str:
         log.info("kill requested: stopping task %s with a grace period of %.1fs", run.task_id, grace)
         kills.append(asyncio.create_task(containerizer.kill(run, grace)))
 
+    def on_unhealthy(message: str) -> None:
+        if run.kill_requested:
+            return
+        run.kill_requested = True
+        grace = task_kill_grace_period(run.task)
+        log.info("%s: stopping task %s with a grace period of %.1fs", message, run.task_id, grace)
+        kills.append(asyncio.create_task(containerizer.kill(run, grace)))
+
+    checker = health_checks.health_checker(run, on_unhealthy)
+    running = [event for event in events if event.get("state") == "TASK_RUNNING" and "healthy" not in event]
+    if checker is not None and running:
+        checker.observe("TASK_RUNNING", running[-1])  # a new executor of a run whose container still runs
     for signal_number in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signal_number, on_kill_signal)
     if (run.run_dir / "kill.request").exists():
@@ -83,18 +101,24 @@ async def supervise(run: ExecutorRun) -> str:
         termination = Termination(
             "TASK_FAILED", f"Failed to launch container: {error}", reason="REASON_CONTAINER_LAUNCH_FAILED"
         )
+    if checker is not None:
+        await checker.stop()
     for kill in kills:
         try:
             await kill
         except Exception:
             log.exception("task %s: kill failed", run.task_id)
     state = "TASK_KILLED" if run.kill_requested and termination.state != "TASK_ERROR" else termination.state
+    message, reason, healthy = termination.message, termination.reason, None
+    if checker is not None and checker.kill_message and state == "TASK_KILLED":
+        message, reason, healthy = checker.kill_message, health_checks.HEALTH_REASON, False
     run.report(
         state,
-        message=termination.message,
-        reason=termination.reason,
+        message=message,
+        reason=reason,
         exit_status=termination.exit_status,
         signal=termination.signal,
+        healthy=healthy,
     )
     log.info("task %s: %s (%s)", run.task_id, state, termination.message)
     return state

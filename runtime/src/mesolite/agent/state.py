@@ -38,7 +38,7 @@ def _task(agent: Agent, run: TaskRun) -> dict:
         "id": run.task_id,
         "name": task["name"],
         "framework_id": run.framework_id,
-        "executor_id": "",  # command tasks: Mesos shows the command executor as ""
+        "executor_id": run.executor_id if run.group else "",  # command tasks: Mesos shows the command executor as ""
         "slave_id": agent.agent_id or "",
         "state": run.state,
         "resources": run.resources.flatten(),
