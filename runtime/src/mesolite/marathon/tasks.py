@@ -6,21 +6,11 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from mesolite.marathon.constraints import Placement
+from mesolite.protocol.v1 import TERMINAL_STATES as mesos_terminal_states
 
 ACTIVE_STATES = frozenset({"TASK_STAGING", "TASK_STARTING", "TASK_RUNNING", "TASK_KILLING"})
-TERMINAL_STATES = frozenset(
-    {
-        "TASK_FINISHED",
-        "TASK_FAILED",
-        "TASK_KILLED",
-        "TASK_ERROR",
-        "TASK_LOST",
-        "TASK_DROPPED",
-        "TASK_GONE",
-        "TASK_GONE_BY_OPERATOR",
-        "TASK_UNKNOWN",
-    }
-)
+# Mesos's terminal states, plus TASK_UNKNOWN: for Marathon a task the master does not know is gone.
+TERMINAL_STATES = mesos_terminal_states | {"TASK_UNKNOWN"}
 # Terminal states that count as a failure of the app (they grow its launch backoff).
 FAILURE_STATES = frozenset({"TASK_FAILED", "TASK_ERROR", "TASK_DROPPED", "TASK_LOST", "TASK_GONE"})
 UNREACHABLE_STATES = frozenset({"TASK_UNREACHABLE"})
