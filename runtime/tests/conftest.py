@@ -85,7 +85,9 @@ def start_zookeeper(directory: Path) -> ZooKeeperServer:
     process = subprocess.Popen(
         [
             "java",
-            "-Xmx256m",
+            # ZooKeeper keeps its whole tree in memory, and the suite's tests (hundreds of chroots, values
+            # of several megabytes) share this server: 256 MB ran out late in a full run.
+            "-Xmx1g",
             "-cp",
             ZOOKEEPER_CLASSPATH,
             "org.apache.zookeeper.server.ZooKeeperServerMain",

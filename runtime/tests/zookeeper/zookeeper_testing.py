@@ -30,6 +30,10 @@ async def session(zk_url: str) -> AsyncIterator[ZooKeeperSession]:
     started = ZooKeeperSession(zk_url, session_timeout=TEST_SESSION_TIMEOUT)
     await started.start()
     yield started
+    # Remove this test's chroot: the server is shared by the whole run and holds its tree in memory.
+    test_root = "/" + started.url.path.strip("/").split("/")[0]
+    with contextlib.suppress(Exception):
+        await started.run(started.client.delete, test_root, recursive=True)
     await started.stop()
 
 
