@@ -142,15 +142,22 @@ async def test_leader_sigkill_loses_no_task_and_no_update(zookeeper, launcher, t
         # "short" finishes around the failover; its update must reach the framework exactly once.
         await framework.until(lambda: "TASK_FINISHED" in framework.updates.get("short", []), 40, "short FINISHED")
         await framework.until(lambda: framework.subscriptions >= 2, 20, "the framework to re-subscribe")
-        state = wait_for(
-            lambda: (s := get_json(new_leader.url("/master/state")))["activated_slaves"] == 1 and s,
-            30,
-            what="the agent to re-register",
-        )
+        # A terminal task stays among the framework's tasks until its update is acknowledged, and the
+        # acknowledgement is in flight now: poll without blocking the loop that sends it.
+        states = []
+
+        def settled() -> bool:
+            states.append(get_json(new_leader.url("/master/state")))
+            tasks = [task for framework in states[-1]["frameworks"] for task in framework["tasks"]]
+            return states[-1]["activated_slaves"] == 1 and [task["id"] for task in tasks] == ["long"]
+
+        await framework.until(settled, 30, "the agent to re-register and the update of short to be acknowledged")
+        state = states[-1]
         assert [slave["id"] for slave in state["slaves"]] == [agent_id]
         (framework_state,) = state["frameworks"]
         assert framework_state["id"] == framework.client.framework_id
         assert {task["id"]: task["state"] for task in framework_state["tasks"]} == {"long": "TASK_RUNNING"}
+        assert [task["id"] for task in framework_state["completed_tasks"]] == ["short"]
 
         await kill_when_subscribed(framework, "long")
         await framework.until(lambda: "TASK_KILLED" in framework.updates.get("long", []), 30, "long KILLED")
