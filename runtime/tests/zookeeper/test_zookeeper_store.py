@@ -83,6 +83,45 @@ async def test_compare_and_set(store):
     assert await store.delete("agent/1", expected_version=1)
 
 
+class RequestCounter:
+    """Counts the requests a kazoo client sends (wrapping its real methods; the calls still reach ZooKeeper)."""
+
+    def __init__(self, client, names=("exists", "get", "get_children", "set", "create", "transaction")):
+        self.count = 0
+        for name in names:
+            setattr(client, name, self._counted(getattr(client, name)))
+
+    def _counted(self, method):
+        def counted(*args, **kwargs):
+            self.count += 1
+            return method(*args, **kwargs)
+
+        return counted
+
+
+async def test_rewriting_its_own_small_value_is_one_request(store, session):
+    await store.put("agent", b"registered")
+    counter = RequestCounter(session.client)
+    assert await store.put("agent", b"updated") == 1
+    assert await store.put("agent", b"updated again", expected_version=1) == 2
+    assert counter.count == 2
+    assert await store.get("agent") == b"updated again"
+
+
+async def test_a_write_by_another_store_in_between_is_not_overwritten_blindly(store, session):
+    other = ZooKeeperStore(session, store.root)
+    await store.put("agent", b"mine")
+    await other.put("agent", b"theirs")
+    with pytest.raises(VersionConflict, match="expected version 0, found version 1"):
+        await store.put("agent", b"stale", expected_version=0)
+    assert await store.get("agent") == b"theirs"
+    # Unconditional writes still win, and a large value written in between leaves no chunks behind.
+    await other.put("agent", os.urandom(2 * CHUNK_SIZE))
+    assert await store.put("agent", b"mine again") == 3
+    assert await store.get("agent") == b"mine again"
+    assert await session.run(session.client.get_children, store._key_path("agent")) == []
+
+
 async def test_concurrent_compare_and_set_writers_exactly_one_wins(store):
     await store.put("counter", b"0")
     start = await store.get_versioned("counter")

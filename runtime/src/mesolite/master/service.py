@@ -8,6 +8,7 @@ closed and the state dropped, and the process contends again. A new term recover
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import ipaddress
 import logging
@@ -173,6 +174,9 @@ class LeadershipLease:
         self.contender = contender
         self.session_timeout = session_timeout
         self.valid_until = 0.0
+        # A thread of its own: in the shared default pool the renewal queued behind bursts of registry
+        # writes (one per agent that got a task) and the lease lapsed although ZooKeeper was fine.
+        self._executor = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="leadership-lease")
 
     def valid(self) -> bool:
         return time.monotonic() < self.valid_until
@@ -184,7 +188,8 @@ class LeadershipLease:
         started = time.monotonic()
         client = self.session.client
         try:
-            stat = await self.session.run(client.exists, f"{self.contender.path}/{node}")
+            path = f"{self.contender.path}/{node}"
+            stat = await asyncio.get_running_loop().run_in_executor(self._executor, client.exists, path)
         except Exception as error:
             log.warning("could not confirm the ZooKeeper session: %s", error)
             return False
@@ -201,10 +206,13 @@ class LeadershipLease:
         return self.session_timeout
 
     async def run(self) -> None:
-        while True:
-            await asyncio.sleep(self.effective_timeout() / 4)
-            if self.contender.is_leader:
-                await self.renew()
+        try:
+            while True:
+                await asyncio.sleep(self.effective_timeout() / 4)
+                if self.contender.is_leader:
+                    await self.renew()
+        finally:
+            self._executor.shutdown(wait=False, cancel_futures=True)
 
 
 class MasterProcess:

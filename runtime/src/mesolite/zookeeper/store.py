@@ -53,6 +53,10 @@ class ZooKeeperStore:
         self.root = root.rstrip("/") or "/"
         self.chunk_size = chunk_size
         self._root_ready = False
+        # key -> version of the inline value this store wrote last. While the key still has that version,
+        # it holds that inline value and no chunks, so the next inline write is a single versioned set
+        # (one round trip; the registry writes thousands of them). Any surprise falls back to the full path.
+        self._own_inline_versions: dict[str, int] = {}
 
     # --- public API -----------------------------------------------------------------------------
 
@@ -132,6 +136,11 @@ class ZooKeeperStore:
     def _put_once(self, key: str, value: bytes, expected_version: int | None) -> int:
         client = self.session.client
         path = self._key_path(key)
+        own_version = self._own_inline_versions.pop(key, None)
+        if own_version is not None and len(value) < self.chunk_size and expected_version in (None, own_version):
+            with contextlib.suppress(VersionConflict):
+                return self._set_inline(key, path, INLINE + value, own_version)
+            # Someone else wrote since: the full path below resolves it, or reports the conflict precisely.
         # Read the current version *before* writing chunks: chunks created after this read can then
         # never be removed by a concurrent writer's clean-up (see `_swap`).
         stat = client.exists(path)
@@ -160,6 +169,10 @@ class ZooKeeperStore:
 
         if current_version is None:
             return self._create(key, path, new_data, new_chunks)
+        if not new_chunks and stat.numChildren == 0:
+            # An inline value over an inline value (the common case, e.g. every registry write): no chunks to
+            # clean up, so one versioned set does it, a round trip instead of two.
+            return self._set_inline(key, path, new_data, current_version)
         try:
             stale_chunks = [f"{path}/{name}" for name in client.get_children(path)]
         except NoNodeError as error:
@@ -175,6 +188,7 @@ class ZooKeeperStore:
                 client.create(path, data)
             except NodeExistsError as error:
                 raise VersionConflict(f"'{key}' was created by another writer at the same time") from error
+            self._own_inline_versions[key] = 0
             return 0
         # The key znode must exist before its chunk children: create it empty-chunked (a reader sees no
         # value yet), add the chunks, then set the pointer only if nobody else wrote meanwhile.
@@ -186,6 +200,14 @@ class ZooKeeperStore:
         for chunk_path, chunk in chunks:
             client.create(chunk_path, chunk)
         return self._swap(key, path, data, 0, [], [p for p, _ in chunks])
+
+    def _set_inline(self, key: str, path: str, data: bytes, version: int) -> int:
+        try:
+            new_version = self.session.client.set(path, data, version=version).version
+        except (BadVersionError, NoNodeError) as error:
+            raise VersionConflict(f"'{key}': another writer changed it during this write") from error
+        self._own_inline_versions[key] = new_version
+        return new_version
 
     def _swap(
         self, key: str, path: str, data: bytes, version: int, stale_chunks: list[str], new_chunks: list[str]
@@ -209,6 +231,7 @@ class ZooKeeperStore:
     def _delete_blocking(self, key: str, expected_version: int | None) -> bool:
         client = self.session.client
         path = self._key_path(key)
+        self._own_inline_versions.pop(key, None)
         while True:
             try:
                 _data, stat = client.get(path)
