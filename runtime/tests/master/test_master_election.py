@@ -65,7 +65,7 @@ async def http():
 
 async def test_election_redirects_and_failover(zookeeper, launcher, http):
     zk_url = zookeeper.url()
-    masters = [start_master(launcher, zk_url, "--agent_reregister_timeout=4secs") for _ in range(3)]
+    masters = [start_master(launcher, zk_url, "--agent_reregister_timeout=6secs") for _ in range(3)]
     leader = leader_of(masters)
     followers = [master for master in masters if master is not leader]
 
@@ -155,6 +155,15 @@ async def test_election_redirects_and_failover(zookeeper, launcher, http):
     assert state["leader"] == f"master@127.0.0.1:{new_leader.port}"
     assert [slave["id"] for slave in state["slaves"] if slave["active"]] == [old_id]
     assert [task["id"] for task in state["frameworks"][0]["tasks"]] == [survivor_task]
+
+    # While the missing agent may still re-register, the master says nothing definite about its task (as
+    # Mesos does): reconciling or killing it gets no answer, while an unknown agent's task is reported lost.
+    gone_agent = {"value": launched[lost_task]}
+    explicit = [{"task_id": {"value": lost_task}, "agent_id": gone_agent}, {"task_id": {"value": "ghost"}}]
+    await again.call({"type": "RECONCILE", "reconcile": {"tasks": explicit}})
+    await again.call({"type": "KILL", "kill": {"task_id": {"value": lost_task}, "agent_id": gone_agent}})
+    ghost = (await again.reader.next("UPDATE", skip=("HEARTBEAT", "OFFERS")))["update"]["status"]
+    assert (ghost["task_id"]["value"], ghost["state"]) == ("ghost", "TASK_LOST")
 
     # After the re-registration timeout the missing agent's task is reported lost.
     status = (await again.reader.next("UPDATE", within=15, skip=("HEARTBEAT", "OFFERS")))["update"]["status"]

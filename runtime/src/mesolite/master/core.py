@@ -438,18 +438,13 @@ class Master:
         if task_id is None:
             raise CallError("Expecting 'kill.task_id.value' to be present")
         task = framework.tasks.get(task_id)
-        if task is None or task.terminal:
-            if task is None and task_id not in framework.unreachable_tasks:
-                status = task_status(
-                    task_id,
-                    "TASK_LOST",
-                    agent_id=value_of(kill, "agent_id"),
-                    source="SOURCE_MASTER",
-                    reason="REASON_RECONCILIATION",
-                    message="Attempted to kill an unknown task",
-                    with_uuid=False,
-                )
+        if task is None:
+            # As Mesos does: a kill of a task the master does not know is answered as a reconciliation.
+            status = self._reconcile_one(framework, task_id, value_of(kill, "agent_id"))
+            if status is not None:
                 framework.send(event("UPDATE", {"status": status}))
+            return
+        if task.terminal:
             return
         agent = self.agents.get(task.agent_id)
         body = {"framework_id": id_value(framework.framework_id), "task_id": id_value(task_id)}
@@ -514,9 +509,11 @@ class Master:
             agent_id = value_of(item, "agent_id")
             updates.append(self._reconcile_one(framework, task_id, agent_id))
         for status in updates:
-            framework.send(event("UPDATE", {"status": status}))
+            if status is not None:
+                framework.send(event("UPDATE", {"status": status}))
 
-    def _reconcile_one(self, framework: Framework, task_id: str, agent_id: str | None) -> dict:
+    def _reconcile_one(self, framework: Framework, task_id: str, agent_id: str | None) -> dict | None:
+        """The status that answers a reconciliation of one task, or None when nothing definite can be said."""
         task = framework.tasks.get(task_id)
         if task is not None:
             return task.current_status(reason="REASON_RECONCILIATION")
@@ -527,12 +524,14 @@ class Master:
             if completed.task_id == task_id:
                 return completed.current_status(reason="REASON_RECONCILIATION")
         aware = framework.partition_aware
-        agent = self.agents.get(agent_id) if agent_id else None
+        agent = self.agents.get(agent_id) if agent_id else self._recovered_agent_with(framework, task_id)
+        if agent is not None and agent.state == AgentState.RECOVERED:
+            # Known from the registry, not re-registered yet: it may still come back with the task, or be
+            # declared unreachable at the re-registration timeout, which reports the task. Until then Mesos
+            # stays silent, and so do we (an answer now could contradict the agent's own report).
+            return None
         if agent is not None and agent.state == AgentState.UNREACHABLE:
             state = "TASK_UNREACHABLE" if aware else "TASK_LOST"
-        elif agent is not None and agent.state == AgentState.RECOVERED:
-            # The agent may still come back with it: say nothing definite (Mesos stays silent here).
-            state = "TASK_UNKNOWN" if aware else "TASK_LOST"
         elif agent is not None:
             state = "TASK_GONE" if aware else "TASK_LOST"
         else:
@@ -546,6 +545,16 @@ class Master:
             message="Reconciliation: task is unknown to the master",
             with_uuid=False,
         )
+
+    def _recovered_agent_with(self, framework: Framework, task_id: str) -> Agent | None:
+        """The agent, recovered from the registry and not yet re-registered, that had this task."""
+        for agent in self.agents.values():
+            if agent.state == AgentState.RECOVERED and any(
+                record.get("task_id") == task_id and record.get("framework_id") == framework.framework_id
+                for record in agent.recovered_tasks
+            ):
+                return agent
+        return None
 
     def message(self, framework: Framework, message: dict) -> None:
         for name in ("agent_id", "executor_id"):
