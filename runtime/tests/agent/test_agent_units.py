@@ -186,3 +186,20 @@ def test_update_stream_is_what_was_not_acknowledged(tmp_path):
     assert [u["status"]["uuid"] for u in stream.pending] == ["b", "c"]
     assert stream.events_offset == 30
     assert stream.latest_state == "TASK_FINISHED"
+
+
+@pytest.mark.parametrize(
+    ("arguments", "advertised"),
+    [
+        (["--advertise_ip=10.1.2.3", "--ip=127.0.0.1"], "10.1.2.3"),
+        (["--ip=127.0.0.1"], "127.0.0.1"),
+        (["--ip=0.0.0.0"], None),  # nothing configured: the master takes the address the agent connects from
+        ([], None),
+    ],
+)
+def test_agent_info_carries_the_configured_ip_only(tmp_path, arguments, advertised):
+    flags = FLAGS.parse(
+        ["--master=127.0.0.1:5050", f"--work_dir={tmp_path}", "--containerizers=mesos", *arguments],
+        environ={"MESOLITE_CONFIG_ROOT": str(tmp_path)},
+    )
+    assert build_agent(flags).agent_info().get("ip") == advertised

@@ -123,8 +123,12 @@ class Agent:
         recover_mode: str = "reconnect",
         status_update_retry_interval: float = 10.0,
         executor_registration_timeout: float = 60.0,
+        advertised_ip: str | None = None,
     ):
         self.options = options
+        # The address the operator told us to be reached at (--advertise_ip, else --ip). Without one the
+        # master takes the address this agent connects from, which beats a guess from the hostname.
+        self.advertised_ip = advertised_ip
         self.work = WorkDirectory(options.work_dir)
         self.resources = resources
         self.attributes = attributes
@@ -157,6 +161,8 @@ class Agent:
             "resources": self.resources.to_protobuf_json(),
             "attributes": self.attributes,
         }
+        if self.advertised_ip:
+            info["ip"] = self.advertised_ip
         if self.agent_id:
             info["id"] = {"value": self.agent_id}
         return info

@@ -126,10 +126,15 @@ FLAGS = FlagSet(
 )
 
 
+def configured_ip(flags: SimpleNamespace) -> str | None:
+    """The address the operator configured for this agent (--advertise_ip, else a specific --ip)."""
+    return next((ip for ip in (flags.advertise_ip, flags.ip) if ip and ip != "0.0.0.0"), None)
+
+
 def advertised_ip(flags: SimpleNamespace, hostname: str) -> str:
-    for candidate in (flags.advertise_ip, flags.ip):
-        if candidate and candidate != "0.0.0.0":
-            return candidate
+    configured = configured_ip(flags)
+    if configured:
+        return configured
     with contextlib.suppress(OSError):
         address = socket.gethostbyname(hostname)
         if not address.startswith("127."):
@@ -201,6 +206,7 @@ def build_agent(flags: SimpleNamespace) -> Agent:
         recover_mode=flags.recover,
         status_update_retry_interval=flags.status_update_retry_interval,
         executor_registration_timeout=flags.executor_registration_timeout,
+        advertised_ip=configured_ip(flags),
     )
     agent.master = master
     agent.flags_for_state = {
