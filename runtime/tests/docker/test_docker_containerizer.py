@@ -132,6 +132,29 @@ async def test_a_task_that_ignores_sigterm_is_killed_once_the_grace_period_is_ov
     assert 1 <= elapsed < 1 + 10  # the grace period was given, then SIGKILL (slack for a loaded machine)
 
 
+async def test_a_check_command_runs_in_the_container_and_is_killed_when_it_times_out(
+    tmp_path, rootfs_image, docker_api
+):
+    run = make_run(tmp_path, docker_task(rootfs_image, "exec sleep 600"))
+    containerizer = DockerContainerizer(run.options)
+    running = asyncio.create_task(containerizer.run(run))
+    await until(lambda: running_event(run), 30, "TASK_RUNNING")
+    variables = {"variables": [{"name": "CODE", "value": "3"}]}  # the check's own, on top of the container's
+    check = {"value": 'test -n "$MESOS_TASK_ID" && exit "$CODE"', "environment": variables}
+    assert await containerizer.run_check_command(run, check) == 3
+
+    hanging = {"shell": False, "value": "sleep", "arguments": ["sleep", "77"]}
+    with pytest.raises(TimeoutError):
+        await asyncio.wait_for(containerizer.run_check_command(run, hanging), 0.5)
+
+    def check_processes() -> list[str]:
+        return [process[-1] for process in docker_api.top(f"mesos-{run.container_id}")["Processes"]]
+
+    await until(lambda: "sleep 77" not in check_processes(), 5, "the timed-out check's process to be killed")
+    await containerizer.kill(run, grace_period=0)
+    assert (await asyncio.wait_for(running, 30)).state == "TASK_KILLED"
+
+
 async def test_exit_codes_and_output_reach_the_sandbox(tmp_path, rootfs_image):
     failing = make_run(tmp_path, docker_task(rootfs_image, "echo to-stdout; echo to-stderr >&2; exit 3"))
     termination = await DockerContainerizer(failing.options).run(failing)

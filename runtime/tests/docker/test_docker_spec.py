@@ -1,13 +1,15 @@
-"""From a DOCKER TaskInfo to a container configuration, and the log copy's bookkeeping: pure logic, no dockerd."""
+"""From a DOCKER TaskInfo to a container configuration, where health checks go, and the log copy's bookkeeping:
+pure logic, no dockerd."""
 
 from __future__ import annotations
 
+import asyncio
 import io
 
 import pytest
-from docker_testing import docker_task
+from docker_testing import docker_task, make_run
 
-from mesolite.agent.containerizers.base import AgentOptions
+from mesolite.agent.containerizers.base import LOOPBACK, AgentOptions
 from mesolite.agent.containerizers.docker import (
     LABEL_AGENT_ID,
     LABEL_CONTAINER_ID,
@@ -18,6 +20,7 @@ from mesolite.agent.containerizers.docker import (
     DockerTaskError,
     LogPosition,
     TaskIdentity,
+    check_command_argv,
     container_spec,
     copy_log_entries,
     parse_log_timestamp,
@@ -248,6 +251,31 @@ def test_supports_only_docker_tasks():
     assert containerizer.supports(docker_task("busybox", "true"))
     assert not containerizer.supports({"command": {"value": "true"}})
     assert not containerizer.supports({"container": {"type": "MESOS"}})
+
+
+# -- health checks ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("command", "argv"),
+    [
+        ({"value": "test -f /ready"}, ["sh", "-c", "test -f /ready"]),
+        ({"shell": True, "value": "exit 3"}, ["sh", "-c", "exit 3"]),
+        ({"shell": False, "value": "/bin/test", "arguments": ["test", "-f", "/ready"]}, ["/bin/test", "-f", "/ready"]),
+        ({"shell": False, "value": "/bin/true"}, ["/bin/true"]),
+    ],
+)
+def test_check_commands_run_in_the_container_in_shell_or_argv_form(command, argv):
+    assert check_command_argv(command) == argv
+
+
+@pytest.mark.parametrize("network", ["HOST", None, "NONE"])
+def test_http_and_tcp_checks_of_tasks_in_the_host_namespace_stay_on_the_host(tmp_path, network):
+    options = AgentOptions(work_dir=str(tmp_path), docker_socket=str(tmp_path / "no-dockerd.sock"))  # not asked
+    task = docker_task("nginx", ports=(31000, 31010))
+    task["container"]["docker"]["network"] = network
+    run = make_run(tmp_path, task, options)
+    assert asyncio.run(DockerContainerizer(options).check_address(run, 8080)) == LOOPBACK
 
 
 # -- the log copy ----------------------------------------------------------------------------------

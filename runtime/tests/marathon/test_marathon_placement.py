@@ -240,3 +240,28 @@ def test_mesos_health_checks_travel_in_the_task_info():
     http_app = normalize_app({"id": "w", "cmd": "x", "healthChecks": [{"protocol": "MESOS_HTTP", "path": "/ok"}]})
     launch = match(http_app, OfferResources.of(offer()), [])
     assert launch.task_info["health_check"]["http"] == {"port": launch.host_ports[0], "path": "/ok", "scheme": "http"}
+
+
+def test_mesos_checks_of_bridge_apps_probe_the_container_port():
+    def bridge_app(container_port: int) -> dict:
+        return normalize_app(
+            {
+                "id": "web",
+                "container": {
+                    "type": "DOCKER",
+                    "docker": {"image": "nginx", "network": "BRIDGE"},
+                    "portMappings": [
+                        {"containerPort": 9000, "hostPort": 0},
+                        {"containerPort": container_port, "hostPort": 0},
+                    ],
+                },
+                "healthChecks": [{"protocol": "MESOS_HTTP", "path": "/", "portIndex": 1}],
+            }
+        )
+
+    # Mesos probes from inside the container's network namespace: the container port, not the mapped one.
+    launch = match(bridge_app(80), OfferResources.of(offer()), [])
+    assert launch.task_info["health_check"]["http"]["port"] == 80
+    # containerPort 0 means "the same as the host port".
+    launch = match(bridge_app(0), OfferResources.of(offer()), [])
+    assert launch.task_info["health_check"]["http"]["port"] == launch.host_ports[1]

@@ -11,13 +11,12 @@ Once the task runs (its TASK_RUNNING event), the checker waits `delay_seconds`, 
 Reports are TASK_RUNNING events with `healthy` and `reason: REASON_TASK_HEALTH_CHECK_STATUS_UPDATED`,
 which the agent turns into status updates that keep `healthy`.
 
-Where a check runs: COMMAND runs on the host, in the sandbox, with the task's environment plus the
-check's own `command.environment` (also for Docker tasks: Mesos would run it inside the container;
-mesolite talks to dockerd's API only and does not `exec`). HTTP and TCP go to 127.0.0.1:<port>, except
-for Docker tasks on a BRIDGE or USER network whose port is not one of the task's host ports: those are
-reached at the container's first IPv4 address (from TASK_RUNNING's `container_status`), at the port as
-given (a container port, as Mesos, which checks inside the container's network namespace, expects).
-A host port (what mesolite's Marathon puts in MESOS_HTTP/MESOS_TCP checks) is checked on 127.0.0.1.
+Where a check runs is the task's containerizer's to say (`run_check_command`, `check_address`), as in
+Mesos, which checks in the task's namespaces. The mesos containerizer runs COMMAND checks on the host, in
+the sandbox, with the task's environment plus the check's own `command.environment`, and HTTP/TCP checks
+go to 127.0.0.1:<port>. The docker containerizer runs COMMAND checks inside the container (`docker exec`)
+and sends HTTP/TCP checks of BRIDGE and USER tasks to the container's address, at the port as the task
+listens on it (see `DockerContainerizer.check_address`).
 """
 
 from __future__ import annotations
@@ -25,13 +24,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
-import signal
 import time
 from collections.abc import Callable
 from typing import Any
 
-from mesolite.agent.containerizers.base import ExecutorRun
+from mesolite.agent.containerizers import load_containerizer
+from mesolite.agent.containerizers.base import Containerizer, ExecutorRun
 
 log = logging.getLogger("mesolite.executor.health")
 
@@ -59,9 +57,10 @@ class HealthChecker:
 
     `kill(message)` is called once, when the task failed `consecutive_failures` checks in a row."""
 
-    def __init__(self, run: ExecutorRun, check: dict, kill: Callable[[str], None]):
+    def __init__(self, run: ExecutorRun, check: dict, kill: Callable[[str], None], containerizer: Containerizer):
         self.run = run
         self.check = check
+        self.containerizer = containerizer
         self.kind = check_type(check)
         self._kill = kill
         self._task: asyncio.Task | None = None
@@ -159,45 +158,9 @@ class HealthChecker:
         return f"unsupported health check type {self.kind!r}"
 
     async def _check_command(self) -> str | None:
-        from mesolite.agent.containerizers.mesos import command_argv, task_environment
-
         command = self.check.get("command") or {}
-        executable, argv = command_argv(command)
-        environment = task_environment(self.run)
-        for variable in (command.get("environment") or {}).get("variables") or []:
-            environment[variable["name"]] = str(variable.get("value", ""))
-        process = await asyncio.create_subprocess_exec(
-            *argv,
-            executable=executable,
-            cwd=self.run.sandbox,
-            env=environment,
-            stdin=asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.DEVNULL,
-            stderr=asyncio.subprocess.DEVNULL,
-            start_new_session=True,
-        )
-        try:
-            returncode = await process.wait()
-        finally:
-            if process.returncode is None:  # timed out or cancelled: the check's processes go too
-                with contextlib.suppress(ProcessLookupError, PermissionError):
-                    os.killpg(process.pid, signal.SIGKILL)
-                with contextlib.suppress(Exception):
-                    await asyncio.shield(process.wait())
-        return None if returncode == 0 else f"command exited with status {returncode}"
-
-    def host(self, port: int) -> str:
-        """Where HTTP and TCP checks go: 127.0.0.1, or a Docker BRIDGE/USER container's own address when the
-        port is not one of the task's host ports (which Docker publishes on the host)."""
-        host_ports = self.run.resources.ranges("ports")
-        if self.run.containerizer == "docker" and not any(low <= port <= high for low, high in host_ports):
-            network = ((self.run.task.get("container") or {}).get("docker") or {}).get("network") or "HOST"
-            if network in ("BRIDGE", "USER"):
-                for info in (self._container_status or {}).get("network_infos") or []:
-                    for address in info.get("ip_addresses") or []:
-                        if address.get("protocol", "IPv4") == "IPv4" and address.get("ip_address"):
-                            return address["ip_address"]
-        return "127.0.0.1"
+        status = await self.containerizer.run_check_command(self.run, command)
+        return None if status == 0 else f"command exited with status {status}"
 
     async def _check_http(self) -> str | None:
         http = self.check.get("http") or {}
@@ -213,7 +176,7 @@ class HealthChecker:
             ssl = ssl_module.create_default_context()
             ssl.check_hostname = False
             ssl.verify_mode = ssl_module.CERT_NONE
-        host = self.host(port)
+        host = await self.containerizer.check_address(self.run, port)
         reader, writer = await asyncio.open_connection(host, port, ssl=ssl)
         try:
             writer.write(
@@ -233,7 +196,7 @@ class HealthChecker:
 
     async def _check_tcp(self) -> str | None:
         port = int((self.check.get("tcp") or {})["port"])
-        host = self.host(port)
+        host = await self.containerizer.check_address(self.run, port)
         try:
             _reader, writer = await asyncio.open_connection(host, port)
         except OSError as error:
@@ -245,11 +208,14 @@ class HealthChecker:
 
 
 def health_checker(run: ExecutorRun, kill: Callable[[str], None]) -> HealthChecker | None:
-    """A checker for the run's task, when it has a `health_check`; it watches `run.report` from now on."""
+    """A checker for the run's task, when it has a `health_check`; it watches `run.report` from now on.
+
+    It has a containerizer of its own, of the run's kind: checks need none of the state of the one that
+    runs and kills the task."""
     check = run.task.get("health_check")
     if not check:
         return None
-    checker = HealthChecker(run, check, kill)
+    checker = HealthChecker(run, check, kill, load_containerizer(run.containerizer, run.options))
     report = run.report
 
     def report_and_observe(state: str, **details: Any) -> None:

@@ -298,6 +298,19 @@ def _discovery(app: Mapping[str, Any], host_ports: list[int]) -> dict[str, Any]:
     return {"visibility": "FRAMEWORK", "name": app["id"].strip("/").replace("/", "."), "ports": {"ports": ports}}
 
 
+def _mesos_check_port(app: Mapping[str, Any], host_ports: list[int], port_index: int) -> int:
+    """The port a Mesos-run check of port `port_index` probes. Mesos probes from inside the task's network
+    namespace, so for BRIDGE/USER networking that is the container port (as Marathon does), else the host port."""
+    if network_of(app) not in ("BRIDGE", "USER"):
+        return host_ports[port_index] if port_index < len(host_ports) else 0
+    unassigned_host_ports = iter(host_ports)
+    for index, mapping in enumerate((app.get("container") or {}).get("portMappings") or []):
+        host_port = next(unassigned_host_ports, 0) if mapping.get("hostPort") is not None else 0
+        if index == port_index:
+            return mapping.get("containerPort") or host_port  # containerPort 0: the same as the host port
+    return 0
+
+
 def _mesos_health_check(app: Mapping[str, Any], host_ports: list[int]) -> dict[str, Any] | None:
     """The first health check that Mesos runs (COMMAND, MESOS_*), as a v1 HealthCheck; Mesos allows one."""
     for check in app.get("healthChecks") or []:
@@ -313,7 +326,7 @@ def _mesos_health_check(app: Mapping[str, Any], host_ports: list[int]) -> dict[s
         }
         if protocol == "COMMAND":
             return {**common, "type": "COMMAND", "command": {"shell": True, "value": check["command"]["value"]}}
-        port = check.get("port") or (host_ports[check.get("portIndex", 0)] if host_ports else 0)
+        port = check.get("port") or _mesos_check_port(app, host_ports, check.get("portIndex", 0))
         if protocol == "MESOS_TCP":
             return {**common, "type": "TCP", "tcp": {"port": port}}
         scheme = "https" if protocol == "MESOS_HTTPS" else "http"

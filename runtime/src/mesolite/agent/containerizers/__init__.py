@@ -53,6 +53,9 @@ class UnavailableContainerizer(Containerizer):
     async def kill(self, run: ExecutorRun, grace_period: float) -> None:
         return None
 
+    async def run_check_command(self, run: ExecutorRun, command: dict) -> int:
+        raise RuntimeError(self.reason)
+
 
 def load_containerizer(name: str, options: AgentOptions) -> Containerizer:
     """An instance of the named containerizer, or an `UnavailableContainerizer` saying why not."""

@@ -1,8 +1,9 @@
 """The containerizer interface (a *contract*, see docs/architecture.md) and the types it speaks in.
 
 A containerizer runs one task in one container. It lives on two sides of a process boundary:
-`supports`, `validate` and `recover` run in the agent; `run` and `kill` run in the task's executor
-process (`mesolite executor`), which survives restarts of the agent.
+`supports`, `validate` and `recover` run in the agent; `run`, `kill` and the health checks' way into the
+container (`run_check_command`, `check_address`) run in the task's executor process (`mesolite executor`),
+which survives restarts of the agent.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ DEFAULT_CGROUPS_HIERARCHY = "/sys/fs/cgroup"
 DEFAULT_CGROUPS_ROOT = "mesos"
 DEFAULT_SANDBOX_DIRECTORY = "/mnt/mesos/sandbox"
 DEFAULT_DOCKER_SOCKET = "/var/run/docker.sock"
+LOOPBACK = "127.0.0.1"
 
 
 @dataclass(frozen=True)
@@ -163,6 +165,16 @@ class Containerizer(ABC):
         """Agent side, at start: kill (or, by flag, leave) containers of this kind that no known run
         accounts for; return descriptions of what was cleaned, for the log."""
         return []
+
+    @abstractmethod
+    async def run_check_command(self, run: ExecutorRun, command: dict) -> int:
+        """Executor side: run a COMMAND health check (a v1 `CommandInfo`) where the task runs and return its
+        exit status. The checker cancels it after the check's timeout: cancelled, it leaves no process behind."""
+
+    async def check_address(self, run: ExecutorRun, port: int) -> str:
+        """Executor side: the address at which HTTP and TCP health checks reach the task's `port`. This
+        default is the host's loopback: the tasks of the mesos containerizer share the host's network."""
+        return LOOPBACK
 
 
 def container_status(run: ExecutorRun, ip_addresses: list[str], **extra: Any) -> dict:

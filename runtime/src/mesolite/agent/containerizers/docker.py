@@ -4,7 +4,9 @@ Agent side, `validate` turns the TaskInfo into a container configuration (`conta
 what cannot or may not run (TASK_ERROR), and `recover` removes `mesos-*` containers that no task
 accounts for. Executor side, `run` makes sure the image is there, creates and starts the container
 `mesos-<container_id>`, copies its stdout and stderr into the sandbox, reports TASK_RUNNING with the
-container's addresses and waits for it to exit; `kill` is `docker stop` with the grace period.
+container's addresses and waits for it to exit; `kill` is `docker stop` with the grace period. Health
+checks reach into the container as Mesos's do: a COMMAND check is a `docker exec`, and HTTP/TCP checks of
+a BRIDGE or USER task go to the container's address.
 
 Everything that talks to dockerd is blocking (the docker SDK) and runs in daemon threads, so that an
 executor can always exit, and every call that watches a running container survives dockerd going
@@ -22,6 +24,7 @@ import math
 import os
 import posixpath
 import re
+import signal
 import threading
 import time
 from calendar import timegm
@@ -38,6 +41,7 @@ from docker.types import LogConfig, Ulimit
 from docker.utils import parse_repository_tag
 
 from mesolite.agent.containerizers.base import (
+    LOOPBACK,
     AgentOptions,
     Containerizer,
     ExecutorRun,
@@ -69,6 +73,10 @@ LAUNCH_RETRY_SECONDS = 60.0  # how long creating and starting a container waits 
 LOG_DRAIN_SECONDS = 10.0  # after the exit, how long the log copy may take to catch up
 MAX_BACKOFF_SECONDS = 5.0
 DOCKER_REQUEST_TIMEOUT_SECONDS = 60
+# How often a health check command running in the container is asked whether it has ended: soon at first
+# (most checks take milliseconds), then less often.
+CHECK_FIRST_POLL_SECONDS = 0.02
+CHECK_MAX_POLL_SECONDS = 0.5
 
 NETWORKS = ("HOST", "BRIDGE", "NONE", "USER")
 PROTOCOLS = ("tcp", "udp")
@@ -259,8 +267,14 @@ def _docker_info(task: dict) -> dict:
     return docker_info
 
 
-def _network(task: dict, docker_info: dict, spec: ContainerSpec) -> None:
-    network = str(docker_info.get("network") or "HOST").upper()
+def task_network(task: dict) -> str:
+    """The task's `container.docker.network`, upper case; HOST when it names none."""
+    docker_info = (task.get("container") or {}).get("docker") or {}
+    return str(docker_info.get("network") or "HOST").upper()
+
+
+def _network(task: dict, spec: ContainerSpec) -> None:
+    network = task_network(task)
     if network not in NETWORKS:
         raise DockerTaskError(f"container.docker.network '{network}' is not one of {', '.join(NETWORKS)}")
     spec.network = network
@@ -468,7 +482,7 @@ def container_spec(task: dict, identity: TaskIdentity, sandbox: str, options: Ag
                 "container.docker.privileged is not allowed on this agent (start it with --docker_allow_privileged)"
             )
         spec.host["privileged"] = True
-    _network(task, docker_info, spec)
+    _network(task, spec)
     _port_mappings(task, docker_info, resources, spec)
     _limits(resources, options, spec)
     _volumes(task, sandbox, options, spec)
@@ -718,6 +732,22 @@ def _addresses(inspection: dict, spec: ContainerSpec, options: AgentOptions) -> 
     return infos or [{"ip_addresses": []}]
 
 
+def _container_ipv4(inspection: dict) -> str | None:
+    """The container's IPv4 address on its (first) network; None on the host's network or none."""
+    networks = (inspection.get("NetworkSettings") or {}).get("Networks") or {}
+    return next((network["IPAddress"] for network in networks.values() if network.get("IPAddress")), None)
+
+
+def check_command_argv(command: dict) -> list[str]:
+    """What `docker exec` runs for a COMMAND check: `sh -c <value>` when `shell` is true (the default), as
+    Mesos does, else `value` with the arguments after argv[0] (an exec cannot set argv[0] on its own)."""
+    value = str(command.get("value") or "")
+    if command.get("shell", True):
+        return ["sh", "-c", value]
+    arguments = [str(argument) for argument in command.get("arguments") or []]
+    return [value, *arguments[1:]]
+
+
 def _started(inspection: dict) -> bool:
     """Whether the container has ever run (dockerd's zero time means never)."""
     started_at = (inspection.get("State") or {}).get("StartedAt") or ""
@@ -936,6 +966,49 @@ class DockerContainerizer(Containerizer):
     def _killed(self, run: ExecutorRun) -> bool:
         return run.container_id in self._kill_grace
 
+    # executor side, for health checks: Mesos runs them in the container's namespaces. Each call to dockerd
+    # is tried once (give_up_after 0): a check does not wait for dockerd to come back, it fails.
+
+    async def run_check_command(self, run: ExecutorRun, command: dict) -> int:
+        """A `docker exec` in the task's container: the check sees the container's filesystem, processes
+        and environment (plus the check's own variables), as Mesos's COMMAND checks of Docker tasks do."""
+        session = self.session()
+        name = container_name(run.container_id)
+        try:
+            exec_id = await in_thread(self._start_exec, session, name, command)
+        except docker.errors.APIError as error:  # e.g. no such executable, or the container has stopped
+            raise RuntimeError(f"docker exec in {name} failed: {_error_text(error)}") from None
+        try:
+            return await self._exit_status(session, exec_id)
+        except BaseException:  # timed out (cancelled) or dockerd gone: the check must not live on
+            with contextlib.suppress(Exception):
+                await asyncio.shield(in_thread(self._kill_exec, session, exec_id))
+            raise
+
+    async def check_address(self, run: ExecutorRun, port: int) -> str:
+        """Mesos checks `port` from inside the container's network namespace. For a HOST task that is the
+        host's loopback; a BRIDGE or USER task listens on its own address, with the port as the task binds
+        it (the container port, not a mapped one: Marathon puts the container port in such checks)."""
+        if task_network(run.task) not in ("BRIDGE", "USER"):
+            return LOOPBACK
+        name = container_name(run.container_id)
+        inspection = await in_thread(self.session().call, lambda api: api.inspect_container(name), 0)
+        address = _container_ipv4(inspection)
+        if address is None:
+            raise RuntimeError(f"container {name} has no IPv4 address")
+        return address
+
+    @staticmethod
+    async def _exit_status(session: DockerSession, exec_id: str) -> int:
+        """The exit status of a started exec, once it has ended."""
+        delay = CHECK_FIRST_POLL_SECONDS
+        while True:
+            state = await in_thread(session.call, lambda api: api.exec_inspect(exec_id), 0)
+            if not state.get("Running") and state.get("ExitCode") is not None:
+                return int(state["ExitCode"])
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, CHECK_MAX_POLL_SECONDS)
+
     async def _stop(self, session: DockerSession, name: str, grace_period: float) -> None:
         seconds = max(0, math.ceil(grace_period))
 
@@ -1001,6 +1074,29 @@ class DockerContainerizer(Containerizer):
 
         session.call(create, LAUNCH_RETRY_SECONDS)
         session.call(lambda api: api.start(spec.name), LAUNCH_RETRY_SECONDS)
+
+    @staticmethod
+    def _start_exec(session: DockerSession, name: str, command: dict) -> str:
+        """Start a check command in the container, detached (its output is not kept); the exec's id."""
+        variables = (command.get("environment") or {}).get("variables") or []
+        environment = {variable["name"]: str(variable.get("value", "")) for variable in variables}
+        created = session.call(
+            lambda api: api.exec_create(
+                name, check_command_argv(command), stdout=False, stderr=False, environment=environment
+            ),
+            0,
+        )
+        session.call(lambda api: api.exec_start(created["Id"], detach=True), 0)
+        return created["Id"]
+
+    @staticmethod
+    def _kill_exec(session: DockerSession, exec_id: str) -> None:
+        """Kill a check command that still runs. dockerd cannot stop an exec, so its process is killed by the
+        host pid dockerd reports, looked up just before (one try: dockerd may be the reason it hangs)."""
+        state = session.call(lambda api: api.exec_inspect(exec_id), 0)
+        if state.get("Running") and state.get("Pid"):
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(int(state["Pid"]), signal.SIGKILL)
 
     @staticmethod
     def _wait(session: DockerSession, name: str) -> dict | None:

@@ -242,6 +242,32 @@ class MesosContainerizer(Containerizer):
             if self._cgroups is not None:
                 await asyncio.to_thread(self._cgroups.kill_all)
 
+    async def run_check_command(self, run: ExecutorRun, command: dict) -> int:
+        """On the host, in the sandbox, with the task's environment plus the check's own variables: the
+        task sees the host's filesystem too."""
+        executable, argv = command_argv(command)
+        environment = task_environment(run)
+        for variable in (command.get("environment") or {}).get("variables") or []:
+            environment[variable["name"]] = str(variable.get("value", ""))
+        process = await asyncio.create_subprocess_exec(
+            *argv,
+            executable=executable,
+            cwd=run.sandbox,
+            env=environment,
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.DEVNULL,
+            stderr=asyncio.subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        try:
+            return await process.wait()
+        finally:
+            if process.returncode is None:  # timed out or cancelled: the check's processes go too
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.killpg(process.pid, signal.SIGKILL)
+                with contextlib.suppress(Exception):
+                    await asyncio.shield(process.wait())
+
 
 def _account_to_switch_to(user: str | None) -> pwd.struct_passwd | None:
     """The account to run as, or None to stay the executor's user. Raises naming an unknown user."""
