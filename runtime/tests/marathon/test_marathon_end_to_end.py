@@ -6,12 +6,15 @@ The marathon-python client (0.13, strict about every field) is the independent c
 from __future__ import annotations
 
 import contextlib
+import functools
 import shutil
 import signal
 import subprocess
+import threading
 import urllib.request
 import uuid
 from dataclasses import dataclass, field
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -275,3 +278,31 @@ def test_mesos_run_health_checks_make_tasks_healthy(cluster):
         assert http("POST", service.url("/v2/apps"), app)[0] == 201
     for app_id in apps:
         wait_for(lambda a=app_id: client.get_app(f"/{a}").tasks_healthy == 1, 60, what=f"{app_id} healthy")
+
+
+def test_an_app_runs_the_executable_it_fetched(cluster, tmp_path):
+    served = tmp_path / "served"
+    served.mkdir()
+    (served / "script.sh").write_text("#!/bin/sh\necho the fetched script runs\nexec sleep 600\n")
+    server = ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(SimpleHTTPRequestHandler, directory=served))
+    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+    try:
+        agent = cluster.start_agent("127.0.0.1")
+        service = cluster.start_marathon()
+        url = f"http://127.0.0.1:{server.server_address[1]}/script.sh"
+        app = {"id": "fetched", "cmd": "./script.sh", "cpus": 0.1, "mem": 16, "instances": 1,
+               "fetch": [{"uri": url, "executable": True}]}  # fmt: skip
+        assert http("POST", service.url("/v2/apps"), app)[0] == 201
+        client = client_of(service)
+        wait_for(lambda: len(running_tasks(client, "/fetched")) == 1, 60, what="the task of the fetched script")
+
+        # Running is not enough (a missing ./script.sh fails only after TASK_RUNNING): the script has spoken.
+        def spoke() -> bool:
+            outputs = agent.work_dir.glob("slaves/*/frameworks/*/executors/*/runs/*/stdout")
+            return any(output.read_text() == "the fetched script runs\n" for output in outputs)
+
+        wait_for(spoke, 10, what="the script's output")
+        assert len(running_tasks(client, "/fetched")) == 1
+    finally:
+        server.shutdown()
+        server.server_close()

@@ -1,10 +1,11 @@
 """`mesolite executor --run-dir <meta run dir>`: the detached supervisor of one task.
 
 The agent starts it; it detaches at once (double fork in a new session, stdin from /dev/null), so
-the task neither dies nor restarts with the agent. It reads `task.info`, has the named containerizer
-run the task, appends what happens to `events.jsonl` (TASK_STARTING, the containerizer's
-TASK_RUNNING, the terminal state), and exits after the terminal event. SIGTERM means "kill the
-task": the grace period comes from `kill.request`, which the agent writes before it signals.
+the task neither dies nor restarts with the agent. It reads `task.info`, fetches the task's URIs
+into the sandbox (`fetcher.py`), has the named containerizer run the task, appends what happens to
+`events.jsonl` (TASK_STARTING, the containerizer's TASK_RUNNING, the terminal state), and exits
+after the terminal event. SIGTERM means "kill the task": the grace period comes from
+`kill.request`, which the agent writes before it signals.
 """
 
 from __future__ import annotations
@@ -17,10 +18,11 @@ import signal
 import sys
 from pathlib import Path
 
-from mesolite.agent import health_checks, processes
+from mesolite.agent import fetcher, health_checks, processes
 from mesolite.agent.checkpoint import read_json, read_json_lines, write_atomically
 from mesolite.agent.containerizers import load_containerizer
 from mesolite.agent.containerizers.base import AgentOptions, ExecutorRun, Termination
+from mesolite.agent.containerizers.mesos import task_user
 from mesolite.protocol.v1 import is_terminal
 
 log = logging.getLogger("mesolite.executor")
@@ -57,6 +59,32 @@ def task_kill_grace_period(task: dict) -> float:
     return DEFAULT_KILL_GRACE_SECONDS if nanoseconds is None else max(0.0, int(nanoseconds) / 1e9)
 
 
+def start_fetching(run: ExecutorRun) -> asyncio.Task | None:
+    """Fetch the task's URIs into its sandbox, as the task's user (Mesos does so for every containerizer);
+    None when there is nothing to fetch."""
+    uris = (run.task.get("command") or {}).get("uris") or []
+    if not uris:
+        return None
+    user = task_user(run.task, run.framework) if run.options.switch_user else None
+    return asyncio.create_task(fetcher.fetch(uris, run.sandbox, user))
+
+
+async def fetch_outcome(fetching: asyncio.Task) -> Termination | None:
+    """None once the fetch succeeded, else how the task ends: TASK_FAILED as Mesos reports a failed fetch,
+    or TASK_KILLED when a kill cancelled the fetch."""
+    await asyncio.wait([fetching])
+    if fetching.cancelled():
+        return Termination("TASK_KILLED", "Killed while fetching URIs")
+    error = fetching.exception()
+    if error is None:
+        return None
+    message = str(error)
+    if not isinstance(error, fetcher.FetchError):  # the fetcher could not even start
+        log.error("fetching the URIs failed", exc_info=error)
+        message = f"Failed to fetch URIs: {error}"
+    return Termination("TASK_FAILED", message, reason="REASON_CONTAINER_LAUNCH_FAILED")
+
+
 async def supervise(run: ExecutorRun) -> str:
     """Run the task to its end and report every step; returns the terminal state."""
     events = [event for event, _end in read_json_lines(run.events_path)]
@@ -67,6 +95,7 @@ async def supervise(run: ExecutorRun) -> str:
         run.report("TASK_STARTING")
     loop = asyncio.get_running_loop()
     kills: list[asyncio.Task] = []
+    fetching: asyncio.Task | None = None
 
     def on_kill_signal() -> None:
         if run.kill_requested:
@@ -74,6 +103,8 @@ async def supervise(run: ExecutorRun) -> str:
         run.kill_requested = True
         grace = kill_grace_period(run.run_dir)
         log.info("kill requested: stopping task %s with a grace period of %.1fs", run.task_id, grace)
+        if fetching is not None:
+            fetching.cancel()
         kills.append(asyncio.create_task(containerizer.kill(run, grace)))
 
     def on_unhealthy(message: str) -> None:
@@ -84,7 +115,7 @@ async def supervise(run: ExecutorRun) -> str:
         log.info("%s: stopping task %s with a grace period of %.1fs", message, run.task_id, grace)
         kills.append(asyncio.create_task(containerizer.kill(run, grace)))
 
-    checker = health_checks.health_checker(run, on_unhealthy)
+    checker = health_checks.health_checker(run, on_unhealthy, containerizer)
     running = [event for event in events if event.get("state") == "TASK_RUNNING" and "healthy" not in event]
     if checker is not None and running:
         checker.observe("TASK_RUNNING", running[-1])  # a new executor of a run whose container still runs
@@ -94,13 +125,24 @@ async def supervise(run: ExecutorRun) -> str:
         # Asked before this executor could hear it: the agent was quicker, or an earlier executor of the
         # run died (the agent then starts a new one, which must carry the kill out).
         on_kill_signal()
-    try:
-        termination = await containerizer.run(run)
-    except Exception as error:
-        log.exception("task %s: the %s containerizer failed", run.task_id, run.containerizer)
-        termination = Termination(
-            "TASK_FAILED", f"Failed to launch container: {error}", reason="REASON_CONTAINER_LAUNCH_FAILED"
-        )
+    termination = None
+    fetched_marker = run.run_dir / "fetched"
+    # Once per run: a later executor of the run (one that re-attaches to a running container) must not fetch
+    # again, but one that replaces an executor that died while fetching must.
+    if not fetched_marker.exists() and not run.kill_requested:
+        fetching = start_fetching(run)
+        if fetching is not None:
+            termination = await fetch_outcome(fetching)
+        if termination is None:
+            write_atomically(fetched_marker, "")
+    if termination is None:
+        try:
+            termination = await containerizer.run(run)
+        except Exception as error:
+            log.exception("task %s: the %s containerizer failed", run.task_id, run.containerizer)
+            termination = Termination(
+                "TASK_FAILED", f"Failed to launch container: {error}", reason="REASON_CONTAINER_LAUNCH_FAILED"
+            )
     if checker is not None:
         await checker.stop()
     for kill in kills:

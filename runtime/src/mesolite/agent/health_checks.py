@@ -28,7 +28,6 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from mesolite.agent.containerizers import load_containerizer
 from mesolite.agent.containerizers.base import Containerizer, ExecutorRun
 
 log = logging.getLogger("mesolite.executor.health")
@@ -207,15 +206,13 @@ class HealthChecker:
         return None
 
 
-def health_checker(run: ExecutorRun, kill: Callable[[str], None]) -> HealthChecker | None:
-    """A checker for the run's task, when it has a `health_check`; it watches `run.report` from now on.
-
-    It has a containerizer of its own, of the run's kind: checks need none of the state of the one that
-    runs and kills the task."""
+def health_checker(run: ExecutorRun, kill: Callable[[str], None], containerizer: Containerizer) -> HealthChecker | None:
+    """A checker for the run's task, when it has a `health_check`; it watches `run.report` from now on and
+    runs its checks through `containerizer` (the one that runs the task), in the task's namespaces."""
     check = run.task.get("health_check")
     if not check:
         return None
-    checker = HealthChecker(run, check, kill, load_containerizer(run.containerizer, run.options))
+    checker = HealthChecker(run, check, kill, containerizer)
     report = run.report
 
     def report_and_observe(state: str, **details: Any) -> None:
