@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import free_port, kill_processes_under
+from conftest import MesoliteProcess, ProcessLauncher, free_port, kill_processes_under, wait_for
 from mesolite.agent import cgroups, processes
 from mesolite.agent.containerizers.base import DEFAULT_CGROUPS_ROOT, DEFAULT_DOCKER_SOCKET
 
@@ -108,6 +108,13 @@ def get_json(url: str, **query) -> dict | list:
         url += "?" + urllib.parse.urlencode(query)
     with urllib.request.urlopen(url, timeout=5) as response:
         return json.load(response)
+
+
+def start_registered_agent(launcher: ProcessLauncher, home: AgentHome, master: str) -> MesoliteProcess:
+    """The real agent for the master(s) at `master` (a zk:// URL), once it has registered with the leader."""
+    agent = launcher.start("agent", *home.arguments(master), port=home.port)
+    wait_for(lambda: get_json(agent.url("/metrics/snapshot"))["slave/registered"] == 1.0, 30, what="registration")
+    return agent
 
 
 def agent_tasks(agent_url: str) -> dict[str, dict]:

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 from agent_framework import ThreadedFramework
-from agent_testing import AgentHome, agent_tasks, get_json, home, process_exists  # noqa: F401 - a fixture
+from agent_testing import agent_tasks, get_json, home, process_exists, start_registered_agent  # noqa: F401 - a fixture
 
 from conftest import free_port, wait_for
 from mesolite.resources import Resources, parse_resources
@@ -85,15 +85,9 @@ def cluster(zookeeper, launcher, home, tmp_path):
     framework.stop()
 
 
-def start_agent(launcher, home: AgentHome, url: str):
-    agent = launcher.start("agent", *home.arguments(url), port=home.port)
-    wait_for(lambda: get_json(agent.url("/metrics/snapshot"))["slave/registered"] == 1.0, 30, what="registration")
-    return agent
-
-
 def test_a_task_group_runs_each_task_to_finished(launcher, cluster):
     url, home, framework, master = cluster
-    agent = start_agent(launcher, home, url)
+    agent = start_registered_agent(launcher, home, url)
     framework.launch_group("pod", {"sleeper": "sleep 1", "quick": "exit 0"})
     for name in ("sleeper", "quick"):
         wait_for(lambda name=name: "TASK_FINISHED" in framework.states(name), 30, what=f"{name} FINISHED")
@@ -110,7 +104,7 @@ def test_a_task_group_runs_each_task_to_finished(launcher, cluster):
 
 def test_a_failing_task_kills_the_rest_of_its_group(launcher, cluster):
     url, home, framework, _ = cluster
-    agent = start_agent(launcher, home, url)
+    agent = start_registered_agent(launcher, home, url)
     framework.launch_group("doomed", {"survivor": "echo $$ > pid; exec sleep 600", "failing": "sleep 1; exit 3"})
     wait_for(lambda: "TASK_RUNNING" in framework.states("survivor"), 30, what="survivor RUNNING")
     directory = agent_tasks(agent.url())["survivor"]["directory"]
@@ -123,7 +117,7 @@ def test_a_failing_task_kills_the_rest_of_its_group(launcher, cluster):
 
 def test_a_task_group_survives_an_agent_restart_and_is_killed_whole(launcher, cluster):
     url, home, framework, _ = cluster
-    agent = start_agent(launcher, home, url)
+    agent = start_registered_agent(launcher, home, url)
     names = ("first", "second")
     framework.launch_group("long", {name: "echo $$ > pid; exec sleep 600" for name in names})
     for name in names:
@@ -135,7 +129,7 @@ def test_a_task_group_survives_an_agent_restart_and_is_killed_whole(launcher, cl
     }
 
     agent.kill(signal.SIGKILL)
-    restarted = start_agent(launcher, home, url)
+    restarted = start_registered_agent(launcher, home, url)
     tasks = agent_tasks(restarted.url())
     assert {name: (tasks[name]["state"], tasks[name]["executor_id"]) for name in names} == {
         name: ("TASK_RUNNING", "long") for name in names

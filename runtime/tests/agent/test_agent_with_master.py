@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 from agent_framework import ThreadedFramework
-from agent_testing import AgentHome, agent_tasks, get_json, home, process_exists, read_sandbox_file  # noqa: F401 - a fixture
+from agent_testing import agent_tasks, get_json, home, process_exists, read_sandbox_file, start_registered_agent  # noqa: F401 - a fixture
 
 from conftest import free_port, wait_for
 
@@ -34,15 +34,9 @@ def cluster(zookeeper, launcher, home, tmp_path):
     framework.stop()
 
 
-def start_agent(launcher, home: AgentHome, url: str):
-    agent = launcher.start("agent", *home.arguments(url), port=home.port)
-    wait_for(lambda: get_json(agent.url("/metrics/snapshot"))["slave/registered"] == 1.0, 30, what="registration")
-    return agent
-
-
 def test_command_task_runs_to_finished_through_the_master(launcher, cluster):
     url, home, framework = cluster
-    agent = start_agent(launcher, home, url)
+    agent = start_registered_agent(launcher, home, url)
     framework.launch("greeting", "echo hello; sleep 0.5")
     wait_for(lambda: "TASK_FINISHED" in framework.states("greeting"), 30, what="TASK_FINISHED")
     assert framework.states("greeting") == ["TASK_STARTING", "TASK_RUNNING", "TASK_FINISHED"]
@@ -54,7 +48,7 @@ def test_command_task_runs_to_finished_through_the_master(launcher, cluster):
 
 def test_agent_sigkill_and_restart_keeps_tasks_with_the_real_master(launcher, cluster):
     url, home, framework = cluster
-    agent = start_agent(launcher, home, url)
+    agent = start_registered_agent(launcher, home, url)
     agent_id = get_json(agent.url("/state"))["id"]
     for name in ("one", "two"):
         framework.launch(name, "echo $$ > pid; exec sleep 600")
@@ -68,7 +62,7 @@ def test_agent_sigkill_and_restart_keeps_tasks_with_the_real_master(launcher, cl
     seen = {name: list(framework.states(name)) for name in ("one", "two")}
 
     agent.kill(signal.SIGKILL)
-    restarted = start_agent(launcher, home, url)
+    restarted = start_registered_agent(launcher, home, url)
 
     assert get_json(restarted.url("/state"))["id"] == agent_id
     tasks = agent_tasks(restarted.url())
@@ -92,7 +86,7 @@ def test_agent_follows_a_master_failover_without_disturbing_tasks(launcher, clus
         "standby", "master", f"--zk={url}", "--ip=127.0.0.1", "--hostname=127.0.0.1", f"--port={standby_port}",
         f"--work_dir={tmp_path / 'standby'}", "--quorum=1", FAST_FAILOVER, port=standby_port,
     )  # fmt: skip
-    agent = start_agent(launcher, home, url)
+    agent = start_registered_agent(launcher, home, url)
     agent_id = get_json(agent.url("/state"))["id"]
     framework.launch("steady", "echo $$ > pid; exec sleep 600")
     wait_for(lambda: "TASK_RUNNING" in framework.states("steady"), 30, what="steady RUNNING")

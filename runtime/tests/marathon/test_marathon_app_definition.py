@@ -185,6 +185,11 @@ INVALID_DEFINITIONS = [
         "/portDefinitions(1)/name",
     ),
     ("ports not a list", {"id": "web", "cmd": "x", "ports": 8080}, "/ports"),
+    (
+        "portDefinitions not a list, with ports",
+        {"id": "web", "cmd": "x", "portDefinitions": 1, "ports": [80]},
+        "/portDefinitions",
+    ),
     ("requirePorts with port 0", {"id": "web", "cmd": "x", "requirePorts": True}, "/requirePorts"),
     (
         "unknown health check protocol",

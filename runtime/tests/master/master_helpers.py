@@ -1,4 +1,4 @@
-"""Test helpers: a v1 scheduler subscription read event by event, and a FAKE agent.
+"""Test helpers: masters started as processes, a v1 scheduler subscription read event by event, and a FAKE agent.
 
 The fake agent is test-only: it speaks the master<->agent protocol of docs/architecture.md over real
 HTTP but runs no processes; tests drive it explicitly (send this status, answer that ping). It lets the
@@ -13,12 +13,44 @@ import base64
 import contextlib
 import json
 import time
+import urllib.request
 import uuid
 from dataclasses import dataclass
 
 import aiohttp
 
+from conftest import MesoliteProcess, ProcessLauncher, free_port
 from mesolite.protocol.recordio import read_records
+
+
+def start_master(launcher: ProcessLauncher, *flags: str) -> MesoliteProcess:
+    """A master on 127.0.0.1 and a free port; without --zk among `flags` it leads at once (standalone)."""
+    port = free_port()
+    return launcher.start(
+        "master", "master", f"--port={port}", "--ip=127.0.0.1", "--hostname=127.0.0.1", *flags, port=port
+    )
+
+
+def start_contending_master(launcher: ProcessLauncher, zk_url: str, *flags: str) -> MesoliteProcess:
+    """A master that contends for leadership under `zk_url`, with a short session timeout so that failover is quick."""
+    return start_master(
+        launcher, f"--zk={zk_url}", "--zk_session_timeout=2secs", "--registry_flush_interval=100ms", *flags
+    )
+
+
+def elected(master: MesoliteProcess, timeout: float = 2.0) -> bool:
+    """Whether the master says it is the elected leader (False while it does not answer within `timeout`)."""
+    try:
+        with urllib.request.urlopen(master.url("/metrics/snapshot"), timeout=timeout) as response:
+            return json.load(response)["master/elected"] == 1.0
+    except OSError:
+        return False
+
+
+async def get_json(session: aiohttp.ClientSession, url: str) -> dict:
+    async with session.get(url) as response:
+        assert response.status == 200, await response.text()
+        return json.loads(await response.text())
 
 
 class EventReader:
@@ -268,3 +300,16 @@ class FakeAgent:
         if self.reader is not None:
             await self.reader.close()
             self.reader = None
+
+
+async def launch_on_agent(
+    scheduler: Scheduler, agent: FakeAgent, task_id: str, refuse_seconds: float | None = None
+) -> dict:
+    """Launch a command task on the framework's one offer and wait until the agent is told to run it.
+
+    Returns the offer, whose resources the task took.
+    """
+    (offer,) = await scheduler.offers()
+    await scheduler.launch(offer, command_task(offer, task_id), refuse_seconds=refuse_seconds)
+    await agent.next("RUN_TASK")
+    return offer

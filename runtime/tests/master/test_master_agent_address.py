@@ -10,7 +10,7 @@ import uuid
 
 import aiohttp
 import pytest
-from master_helpers import Scheduler, command_task
+from master_helpers import Scheduler, command_task, start_master
 
 from conftest import free_port
 from mesolite.master.core import CallError
@@ -43,15 +43,12 @@ def test_an_advertised_ip_that_is_not_one_is_refused(bad):
 
 @pytest.mark.integration
 async def test_sandbox_proxy_reaches_an_agent_whose_hostname_does_not_resolve(launcher, tmp_path):
-    master_port, agent_port = free_port(), free_port()
-    master = launcher.start(
-        "master", "master", "--ip=127.0.0.1", "--hostname=127.0.0.1", f"--port={master_port}",
-        "--allocation_interval=100ms", port=master_port,
-    )  # fmt: skip
+    agent_port = free_port()
+    master = start_master(launcher, "--allocation_interval=100ms")
     (tmp_path / "work").mkdir()
     (tmp_path / "boot_id").write_text(f"{uuid.uuid4()}\n")
     launcher.start(
-        "agent", "agent", f"--master=127.0.0.1:{master_port}", "--ip=127.0.0.1", f"--port={agent_port}",
+        "agent", "agent", f"--master=127.0.0.1:{master.port}", "--ip=127.0.0.1", f"--port={agent_port}",
         "--hostname=display-name.invalid", f"--work_dir={tmp_path / 'work'}", f"--boot_id_file={tmp_path / 'boot_id'}",
         "--containerizers=mesos", "--resources=cpus:1;mem:256;disk:256", port=agent_port,
     )  # fmt: skip

@@ -7,31 +7,22 @@ the TEST-ONLY `FakeAgent` of master_helpers, so that each test can say exactly w
 from __future__ import annotations
 
 import asyncio
-import json
 
 import aiohttp
 import pytest
-from master_helpers import FakeAgent, Scheduler, command_task
-
-from conftest import free_port
+from master_helpers import FakeAgent, Scheduler, command_task, get_json, launch_on_agent, start_master
 
 pytestmark = pytest.mark.integration
 
 
 @pytest.fixture
 def master(launcher):
-    port = free_port()
-    return launcher.start(
-        "master",
-        "master",
-        f"--port={port}",
-        "--ip=127.0.0.1",
-        "--hostname=127.0.0.1",
+    return start_master(
+        launcher,
         "--allocation_interval=100ms",
         "--framework_heartbeat_interval=500ms",
         "--agent_ping_timeout=500ms",
         "--max_agent_ping_timeouts=3",
-        port=port,
     )
 
 
@@ -278,9 +269,7 @@ async def test_decline_filters_then_revive_reoffers(cluster):
 
 async def test_kill_reaches_the_agent_and_unknown_tasks_are_reported_lost(cluster):
     _master, agent, scheduler = cluster
-    (offer,) = await scheduler.offers()
-    await scheduler.launch(offer, command_task(offer, "victim"))
-    await agent.next("RUN_TASK")
+    await launch_on_agent(scheduler, agent, "victim")
     kill = {"task_id": {"value": "victim"}, "kill_policy": {"grace_period": {"nanoseconds": 1000}}}
     assert (await scheduler.call({"type": "KILL", "kill": kill})).status == 202
     killed = (await agent.next("KILL_TASK"))["kill_task"]
@@ -292,9 +281,7 @@ async def test_kill_reaches_the_agent_and_unknown_tasks_are_reported_lost(cluste
 
 async def test_reconcile_explicit_and_implicit(cluster):
     _master, agent, scheduler = cluster
-    (offer,) = await scheduler.offers()
-    await scheduler.launch(offer, command_task(offer, "known"))
-    await agent.next("RUN_TASK")
+    await launch_on_agent(scheduler, agent, "known")
     await agent.send_status(scheduler.framework_id, "known", "TASK_RUNNING")
     await scheduler.next("UPDATE")
     await scheduler.call({"type": "RECONCILE", "reconcile": {"tasks": []}})
@@ -320,9 +307,7 @@ async def test_reconcile_explicit_and_implicit(cluster):
 
 async def test_teardown_shuts_the_framework_down_on_its_agents(cluster):
     master, agent, scheduler = cluster
-    (offer,) = await scheduler.offers()
-    await scheduler.launch(offer, command_task(offer, "doomed"))
-    await agent.next("RUN_TASK")
+    await launch_on_agent(scheduler, agent, "doomed")
     assert (await scheduler.call({"type": "TEARDOWN"})).status == 202
     shutdown = (await agent.next("SHUTDOWN_FRAMEWORK"))["shutdown_framework"]
     assert shutdown == {"framework_id": {"value": scheduler.framework_id}}
@@ -344,9 +329,7 @@ async def test_failover_within_timeout_keeps_tasks(master, http):
     await agent.subscribe()
     first = Scheduler(http, master.url())
     await first.subscribe({"failover_timeout": 60})
-    (offer,) = await first.offers()
-    await first.launch(offer, command_task(offer, "survivor"))
-    await agent.next("RUN_TASK")
+    await launch_on_agent(first, agent, "survivor")
     await first.close()
     await asyncio.sleep(0.3)
     second = Scheduler(http, master.url())
@@ -363,9 +346,7 @@ async def test_framework_without_failover_timeout_is_removed_on_disconnect(maste
     await agent.subscribe()
     scheduler = Scheduler(http, master.url())
     await scheduler.subscribe()
-    (offer,) = await scheduler.offers()
-    await scheduler.launch(offer, command_task(offer, "orphan"))
-    await agent.next("RUN_TASK")
+    await launch_on_agent(scheduler, agent, "orphan")
     await scheduler.close()
     await agent.next("SHUTDOWN_FRAMEWORK")
     await agent.disconnect()
@@ -373,9 +354,7 @@ async def test_framework_without_failover_timeout_is_removed_on_disconnect(maste
 
 async def test_agent_that_stops_answering_pings_is_removed_and_its_tasks_lost(cluster):
     _master, agent, scheduler = cluster
-    (offer,) = await scheduler.offers()
-    await scheduler.launch(offer, command_task(offer, "stranded"), refuse_seconds=0)
-    await agent.next("RUN_TASK")
+    offer = await launch_on_agent(scheduler, agent, "stranded", refuse_seconds=0)
     (leftover,) = await scheduler.offers()
     await agent.disconnect()  # the stream closes: offers are rescinded at once
     rescind = (await scheduler.next("RESCIND"))["rescind"]
@@ -474,24 +453,8 @@ async def test_state_endpoints_use_mesos_keys(cluster):
         assert (response.status, response.headers["Location"]) == (307, f"//127.0.0.1:{master.port}")
 
 
-async def get_json(session: aiohttp.ClientSession, url: str) -> dict:
-    async with session.get(url) as response:
-        assert response.status == 200, await response.text()
-        return json.loads(await response.text())
-
-
 async def test_offer_timeout_rescinds_held_offers(launcher, http):
-    port = free_port()
-    master = launcher.start(
-        "master",
-        "master",
-        f"--port={port}",
-        "--ip=127.0.0.1",
-        "--hostname=127.0.0.1",
-        "--allocation_interval=100ms",
-        "--offer_timeout=500ms",
-        port=port,
-    )
+    master = start_master(launcher, "--allocation_interval=100ms", "--offer_timeout=500ms")
     agent = FakeAgent(http, master.url())
     await agent.subscribe()
     scheduler = Scheduler(http, master.url())

@@ -15,6 +15,7 @@ import urllib.request
 import uuid
 
 import pytest
+from master_helpers import elected, start_contending_master
 
 from conftest import free_port, wait_for
 from mesolite.agent import processes
@@ -27,13 +28,6 @@ pytestmark = pytest.mark.integration
 def get_json(url: str) -> dict:
     with urllib.request.urlopen(url, timeout=5) as response:
         return json.load(response)
-
-
-def elected(master) -> bool:
-    try:
-        return get_json(master.url("/metrics/snapshot"))["master/elected"] == 1.0
-    except OSError:
-        return False
 
 
 class Framework:
@@ -89,24 +83,8 @@ class Framework:
 
 async def test_leader_sigkill_loses_no_task_and_no_update(zookeeper, launcher, tmp_path):
     zk_url = zookeeper.url()
-    masters = []
-    for _ in range(3):
-        port = free_port()
-        masters.append(
-            launcher.start(
-                "master",
-                "master",
-                f"--zk={zk_url}",
-                f"--port={port}",
-                "--ip=127.0.0.1",
-                "--hostname=127.0.0.1",
-                "--zk_session_timeout=2secs",
-                "--allocation_interval=200ms",
-                "--registry_flush_interval=100ms",
-                port=port,
-            )
-        )
-    leader = wait_for(lambda: next((m for m in masters if elected(m)), None), 30, what="a leader")
+    masters = [start_contending_master(launcher, zk_url, "--allocation_interval=200ms") for _ in range(3)]
+    leader = wait_for(lambda: next((m for m in masters if elected(m, timeout=5)), None), 30, what="a leader")
     work_dir = tmp_path / "agent"
     work_dir.mkdir()
     boot_id = tmp_path / "boot_id"
@@ -137,7 +115,9 @@ async def test_leader_sigkill_loses_no_task_and_no_update(zookeeper, launcher, t
 
         leader.kill(signal.SIGKILL)
         followers = [m for m in masters if m is not leader]
-        new_leader = wait_for(lambda: next((m for m in followers if elected(m)), None), 30, what="a new leader")
+        new_leader = wait_for(
+            lambda: next((m for m in followers if elected(m, timeout=5)), None), 30, what="a new leader"
+        )
 
         # "short" finishes around the failover; its update must reach the framework exactly once.
         await framework.until(lambda: "TASK_FINISHED" in framework.updates.get("short", []), 40, "short FINISHED")

@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import signal
 import socket
 import sys
 from types import SimpleNamespace
@@ -31,6 +30,7 @@ from mesolite.agent.registration import LinkEvents, MasterLink, resolve_master_f
 from mesolite.agent.resources_detection import agent_resources
 from mesolite.flags import Flag, FlagError, FlagSet, boolean, duration
 from mesolite.resources import ResourceError, parse_attributes
+from mesolite.service import configure_logging, set_on_termination
 
 log = logging.getLogger("mesolite.agent")
 
@@ -230,9 +230,7 @@ async def serve(agent: Agent, listen_ip: str, backoff_factor: float) -> None:
         agent.options.hostname,
     )
     stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for signal_number in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signal_number, stop.set)
+    set_on_termination(stop)
     async with aiohttp.ClientSession() as session:
         agent.link = MasterLink(
             agent.master,
@@ -266,12 +264,7 @@ async def serve(agent: Agent, listen_ip: str, backoff_factor: float) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     flags = FLAGS.load(sys.argv[1:] if argv is None else argv)
-    logging.basicConfig(
-        level=getattr(logging, str(flags.logging_level).upper(), logging.INFO),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
-    logging.getLogger("kazoo").setLevel(logging.WARNING)
+    configure_logging(flags.logging_level)
     try:
         agent = build_agent(flags)
     except (FlagError, AgentConfigurationError) as error:

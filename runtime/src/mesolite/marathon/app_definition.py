@@ -11,7 +11,7 @@ from __future__ import annotations
 import copy
 import math
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 from mesolite.marathon.constraints import parse_constraint
@@ -175,6 +175,37 @@ class _Checker:
             self.fail(path, f"must be an array, got {_shown(value)}")
             return None
         return value
+
+    def objects_in(self, path: str, items: list) -> Iterator[tuple[str, dict]]:
+        """Each entry of an array that is an object, with its path `path(index)`; any other entry is a violation.
+
+        A generator, so that an entry's own violations come before those of the entries after it.
+        """
+        for index, item in enumerate(items):
+            where = f"{path}({index})"
+            entry = self.object(where, item)
+            if entry is not None:
+                yield where, entry
+
+    def given_numbers(
+        self,
+        path: str,
+        raw: Mapping,
+        minimums: Mapping[str, float],
+        maximum: float | None = None,
+        integer: bool = False,
+    ) -> dict[str, Any]:
+        """The valid numbers `raw` gives for the fields named in `minimums` (each with its own minimum).
+
+        A field that is missing or invalid is left out, so that the caller's default stays.
+        """
+        numbers = {}
+        for name, minimum in minimums.items():
+            if name in raw:
+                number = self.number(f"{path}/{name}", raw[name], minimum=minimum, maximum=maximum, integer=integer)
+                if number is not None:
+                    numbers[name] = number
+        return numbers
 
     def string_list(self, path: str, value: Any) -> list[str] | None:
         items = self.array(path, value)
@@ -393,11 +424,7 @@ def _fetch(check: _Checker, path: str, value: Any, _parent: str) -> Any:
     if items is None:
         return None
     result = []
-    for index, item in enumerate(items):
-        where = f"{path}({index})"
-        entry = check.object(where, item)
-        if entry is None:
-            continue
+    for where, entry in check.objects_in(path, items):
         check.string(f"{where}/uri", entry.get("uri"), allow_empty=False)
         for flag in ("extract", "executable", "cache"):
             if flag in entry:
@@ -413,11 +440,8 @@ def _upgrade_strategy(check: _Checker, path: str, value: Any, _parent: str) -> A
     if strategy is None:
         return None
     result = {"minimumHealthCapacity": 1.0, "maximumOverCapacity": 1.0}
-    for name in result:
-        if name in strategy:
-            number = check.number(f"{path}/{name}", strategy[name], minimum=0, maximum=1)
-            if number is not None:
-                result[name] = number
+    # Both are fractions of the app's instances.
+    result.update(check.given_numbers(path, strategy, dict.fromkeys(result, 0), maximum=1))
     for name in strategy:
         if name not in result:
             check.fail(f"{path}/{name}", "is not a field of upgradeStrategy")
@@ -431,11 +455,7 @@ def _unreachable_strategy(check: _Checker, path: str, value: Any, _parent: str) 
     if strategy is None:
         return None
     result = {"inactiveAfterSeconds": 0, "expungeAfterSeconds": 0}
-    for name in result:
-        if name in strategy:
-            number = check.number(f"{path}/{name}", strategy[name], minimum=0, integer=True)
-            if number is not None:
-                result[name] = number
+    result.update(check.given_numbers(path, strategy, dict.fromkeys(result, 0), integer=True))
     if result["expungeAfterSeconds"] < result["inactiveAfterSeconds"]:
         check.fail(f"{path}/expungeAfterSeconds", "must not be smaller than inactiveAfterSeconds")
     return result
@@ -446,26 +466,18 @@ def _health_checks(check: _Checker, path: str, value: Any, _parent: str) -> Any:
     if items is None:
         return None
     result = []
-    for index, item in enumerate(items):
-        where = f"{path}({index})"
-        raw = check.object(where, item)
-        if raw is None:
-            continue
+    for where, raw in check.objects_in(path, items):
         health_check: dict[str, Any] = {"protocol": "HTTP", **DEFAULT_HEALTH_CHECK}
         protocol = check.choice(f"{where}/protocol", raw.get("protocol", "HTTP"), HEALTH_CHECK_PROTOCOLS)
         health_check["protocol"] = protocol or "HTTP"
-        limits = {
+        minimums = {
             "gracePeriodSeconds": 0,
             "intervalSeconds": 1,
             "timeoutSeconds": 1,
             "maxConsecutiveFailures": 0,
             "delaySeconds": 0,
         }
-        for name, minimum in limits.items():
-            if name in raw:
-                number = check.number(f"{where}/{name}", raw[name], minimum=minimum, integer=True)
-                if number is not None:
-                    health_check[name] = number
+        health_check.update(check.given_numbers(where, raw, minimums, integer=True))
         if "ignoreHttp1xx" in raw:
             health_check["ignoreHttp1xx"] = check.boolean(f"{where}/ignoreHttp1xx", raw["ignoreHttp1xx"])
         is_http = health_check["protocol"] in ("HTTP", "HTTPS", "MESOS_HTTP", "MESOS_HTTPS")
@@ -506,11 +518,7 @@ def _port_definitions(check: _Checker, path: str, value: Any, _parent: str) -> A
     if items is None:
         return None
     result = []
-    for index, item in enumerate(items):
-        where = f"{path}({index})"
-        raw = check.object(where, item)
-        if raw is None:
-            continue
+    for where, raw in check.objects_in(path, items):
         definition = {"port": 0, "protocol": "tcp", "labels": {}}
         port = check.number(f"{where}/port", raw.get("port", 0), minimum=0, maximum=65535, integer=True)
         definition["port"] = port if port is not None else 0
@@ -556,11 +564,7 @@ def _port_mappings(check: _Checker, path: str, value: Any, network: str) -> list
     if items is None:
         return None
     result = []
-    for index, item in enumerate(items):
-        where = f"{path}({index})"
-        raw = check.object(where, item)
-        if raw is None:
-            continue
+    for where, raw in check.objects_in(path, items):
         default_host_port = None if network == "USER" else 0
         mapping: dict[str, Any] = {"containerPort": 0, "hostPort": default_host_port, "servicePort": 0}
         for name in ("containerPort", "hostPort", "servicePort"):
@@ -629,11 +633,9 @@ def _docker(check: _Checker, path: str, docker: dict) -> tuple[dict, str]:
             result[flag] = check.boolean(f"{path}/{flag}", docker[flag])
     parameters = docker.get("parameters")
     if parameters is not None and check.array(f"{path}/parameters", parameters) is not None:
-        for index, parameter in enumerate(parameters):
-            where = f"{path}/parameters({index})"
-            if check.object(where, parameter) is not None:
-                check.string(f"{where}/key", parameter.get("key"), allow_empty=False)
-                check.string(f"{where}/value", parameter.get("value"))
+        for where, parameter in check.objects_in(f"{path}/parameters", parameters):
+            check.string(f"{where}/key", parameter.get("key"), allow_empty=False)
+            check.string(f"{where}/value", parameter.get("value"))
         result["parameters"] = parameters
     if docker.get("credential") is not None:
         result["credential"] = check.object(f"{path}/credential", docker["credential"])
@@ -645,11 +647,7 @@ def _docker(check: _Checker, path: str, docker: dict) -> tuple[dict, str]:
 
 def _volumes(check: _Checker, path: str, value: Any) -> list:
     items = check.array(path, value) or []
-    for index, item in enumerate(items):
-        where = f"{path}({index})"
-        volume = check.object(where, item)
-        if volume is None:
-            continue
+    for where, volume in check.objects_in(path, items):
         check.string(f"{where}/containerPath", volume.get("containerPath"), allow_empty=False)
         if volume.get("hostPath") is not None:
             check.string(f"{where}/hostPath", volume["hostPath"], allow_empty=False)
@@ -661,12 +659,8 @@ def _networks(check: _Checker, path: str, value: Any, _parent: str) -> Any:
     items = check.array(path, value)
     if items is None:
         return None
-    for index, item in enumerate(items):
-        network = check.object(f"{path}({index})", item)
-        if network is not None:
-            check.choice(
-                f"{path}({index})/mode", network.get("mode", "container"), ("host", "container/bridge", "container")
-            )
+    for where, network in check.objects_in(path, items):
+        check.choice(f"{where}/mode", network.get("mode", "container"), ("host", "container/bridge", "container"))
     return items
 
 
@@ -738,7 +732,7 @@ def _normalize_ports(check: _Checker, raw: Mapping, app: dict) -> None:
     """portDefinitions from `portDefinitions` or the legacy `ports`; none for bridge/user networking."""
     definitions = raw.get("portDefinitions")
     ports = raw.get("ports")
-    if definitions is not None and ports is not None:
+    if isinstance(definitions, list) and ports is not None:
         legacy = check.array("/ports", ports)
         if legacy is not None and [d.get("port") for d in definitions if isinstance(d, Mapping)] != legacy:
             check.fail("/ports", "give either ports or portDefinitions, not both")

@@ -25,6 +25,7 @@ from mesolite.marathon.leadership import LeaderElection
 from mesolite.marathon.scheduler import MesosScheduler, framework_info
 from mesolite.marathon.storage import MarathonStorage
 from mesolite.scheduler.client import SchedulerClient
+from mesolite.service import configure_logging, set_on_termination
 from mesolite.zookeeper.session import ZooKeeperSession
 from mesolite.zookeeper.store import ZooKeeperStore
 from mesolite.zookeeper.url import ZooKeeperUrl, parse_zookeeper_url
@@ -115,10 +116,8 @@ class MarathonService:
         await site.start()
         log.info("Marathon API on %s:%s; state in %s", self.flags.http_address, self.flags.http_port, self.zk_url)
         await self.election.start()
-        loop = asyncio.get_running_loop()
-        for signal_number in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(signal_number, self._stopped.set)
-        loop.add_signal_handler(signal.SIGUSR1, _log_tasks)
+        set_on_termination(self._stopped)
+        asyncio.get_running_loop().add_signal_handler(signal.SIGUSR1, _log_tasks)
         try:
             await self._stopped.wait()
         finally:
@@ -207,11 +206,7 @@ def default_zk(master: str) -> str:
 
 def main(argv: list[str]) -> int:
     flags = FLAGS.load(argv)
-    logging.basicConfig(
-        level=getattr(logging, str(flags.logging_level).upper(), logging.INFO),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
-    logging.getLogger("kazoo").setLevel(logging.WARNING)
+    configure_logging(flags.logging_level)
     try:
         asyncio.run(MarathonService(flags).run())
     except (TimeoutError, ValueError) as error:

@@ -12,7 +12,6 @@ import concurrent.futures
 import contextlib
 import ipaddress
 import logging
-import signal
 import socket
 import sys
 import time
@@ -28,6 +27,7 @@ from mesolite.master.core import Master, MasterSettings
 from mesolite.master.http import build_app
 from mesolite.master.registry import Registry
 from mesolite.resources import ResourceError
+from mesolite.service import configure_logging, set_on_termination
 from mesolite.zookeeper.detector import ip_to_uint32
 from mesolite.zookeeper.url import parse_zookeeper_url
 
@@ -311,9 +311,7 @@ async def run(flags: SimpleNamespace) -> None:
     log.info("master %s listening on %s:%d", process.info["id"], flags.ip or "0.0.0.0", flags.port)
 
     stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, stop.set)
+    set_on_termination(stop)
 
     detector = contender = None
     try:
@@ -377,12 +375,7 @@ def main(argv: list[str] | None = None) -> int:
     if flags.version:
         print(f"mesos {MESOS_COMPATIBLE_VERSION} (mesolite)")
         return 0
-    logging.basicConfig(
-        level=getattr(logging, str(flags.logging_level).upper(), logging.INFO),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
-    logging.getLogger("kazoo").setLevel(logging.WARNING)
+    configure_logging(flags.logging_level)
     try:
         asyncio.run(run(flags))
     except FlagError as error:

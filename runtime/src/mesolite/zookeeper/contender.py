@@ -11,7 +11,7 @@ from typing import Any
 from kazoo.exceptions import NoNodeError
 
 from mesolite.zookeeper.membership import leading_member, parse_member
-from mesolite.zookeeper.session import SessionState, ZooKeeperSession
+from mesolite.zookeeper.session import SessionState, WatchedEvaluation, ZooKeeperSession
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +50,7 @@ class Contender:
         self._leading = False  # what on_elected / on_lost last said
         self._running = False
         self._lock = asyncio.Lock()
-        self._evaluations: set[asyncio.Task] = set()
+        self._evaluation = WatchedEvaluation(session, self._evaluate, lambda: self._running, self._lock)
 
     @property
     def is_leader(self) -> bool:
@@ -61,7 +61,7 @@ class Contender:
         """Create our znode and start watching; `on_elected` follows if (and when) we have the lowest sequence."""
         self._running = True
         self.session.add_state_listener(self._on_session_state)
-        await self._evaluate()
+        await self._evaluation.run()
 
     async def stop(self) -> None:
         """Withdraw: stop leading (calling `on_lost`) and delete our znode so that the next contender leads."""
@@ -80,7 +80,7 @@ class Contender:
 
     async def _on_session_state(self, state: SessionState) -> None:
         if state == SessionState.CONNECTED:
-            await self._evaluate()
+            await self._evaluation.run()
             return
         # SUSPENDED or LOST: stop acting as leader before anything else happens.
         await self._lose(f"ZooKeeper session {state.value}")
@@ -96,50 +96,40 @@ class Contender:
         if asyncio.iscoroutine(outcome):
             await outcome
 
-    def _watch_fired(self, _event: object) -> None:
-        # Called from a kazoo thread.
-        self.session.call_soon(self._schedule_evaluation)
-
-    def _schedule_evaluation(self) -> None:
-        if self._running:
-            task = asyncio.create_task(self._evaluate())
-            self._evaluations.add(task)
-            task.add_done_callback(self._evaluations.discard)
-
     async def _evaluate(self) -> None:
-        """Make sure we have a znode, then lead if it has the lowest sequence; re-arms the children watch."""
-        async with self._lock:
-            if not self._running or not self.session.connected:
+        """Make sure we have a znode, then lead if it has the lowest sequence; re-arms the children watch.
+
+        Called through `self._evaluation`: under `self._lock`, while contending and connected.
+        """
+        client = self.session.client
+        try:
+            if self.node is None:
+                await self.session.run(client.ensure_path, self.path)
+                created = await self.session.run(
+                    client.create, f"{self.path}/{self.label}_", self.data, ephemeral=True, sequence=True
+                )
+                self.node = created.rsplit("/", 1)[1]
+                log.info("contending for leadership as %s", created)
+            children = await self.session.run(client.get_children, self.path, watch=self._evaluation.watch)
+        except Exception as error:
+            # A connection problem: the session listener will bring us back here on CONNECTED.
+            log.warning("election under %s interrupted: %s", self.path, error)
+            return
+        if self.node not in children:
+            # Someone deleted our znode (or the session was replaced underneath us): contend anew.
+            self.node = None
+            await self._lose(f"our znode under {self.path} disappeared")
+            self._evaluation.schedule()
+            return
+        leader = leading_member(children)
+        ours = parse_member(self.node)
+        if leader == ours and not self._leading:
+            if not self.session.connected:  # the session dropped while we looked: no leading now
                 return
-            client = self.session.client
-            try:
-                if self.node is None:
-                    await self.session.run(client.ensure_path, self.path)
-                    created = await self.session.run(
-                        client.create, f"{self.path}/{self.label}_", self.data, ephemeral=True, sequence=True
-                    )
-                    self.node = created.rsplit("/", 1)[1]
-                    log.info("contending for leadership as %s", created)
-                children = await self.session.run(client.get_children, self.path, watch=self._watch_fired)
-            except Exception as error:
-                # A connection problem: the session listener will bring us back here on CONNECTED.
-                log.warning("election under %s interrupted: %s", self.path, error)
-                return
-            if self.node not in children:
-                # Someone deleted our znode (or the session was replaced underneath us): contend anew.
-                self.node = None
-                await self._lose(f"our znode under {self.path} disappeared")
-                self._schedule_evaluation()
-                return
-            leader = leading_member(children)
-            ours = parse_member(self.node)
-            if leader == ours and not self._leading:
-                if not self.session.connected:  # the session dropped while we looked: no leading now
-                    return
-                self._leading = True
-                log.info("elected leader as %s/%s", self.path, self.node)
-                outcome = self._on_elected()
-                if asyncio.iscoroutine(outcome):
-                    await outcome
-            elif leader != ours:
-                await self._lose(f"{leader.name if leader else 'nobody'} leads now")
+            self._leading = True
+            log.info("elected leader as %s/%s", self.path, self.node)
+            outcome = self._on_elected()
+            if asyncio.iscoroutine(outcome):
+                await outcome
+        elif leader != ours:
+            await self._lose(f"{leader.name if leader else 'nobody'} leads now")

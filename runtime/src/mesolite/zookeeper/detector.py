@@ -14,7 +14,7 @@ from kazoo.exceptions import NoNodeError
 
 from mesolite.zookeeper.contender import MASTER_INFO_LABEL
 from mesolite.zookeeper.membership import Member, leading_member
-from mesolite.zookeeper.session import SessionState, ZooKeeperSession
+from mesolite.zookeeper.session import SessionState, WatchedEvaluation, ZooKeeperSession
 from mesolite.zookeeper.url import ZooKeeperUrl, parse_zookeeper_url
 
 log = logging.getLogger(__name__)
@@ -88,14 +88,14 @@ class MasterDetector:
         self._known = asyncio.Event()  # set once the first reading is done
         self._lock = asyncio.Lock()
         self._running = False
-        self._evaluations: set[asyncio.Task] = set()
+        self._evaluation = WatchedEvaluation(self.session, self._evaluate, lambda: self._running, self._lock)
 
     async def start(self, timeout: float = 15.0) -> None:  # noqa: ASYNC109 - the contract's signature
         self._running = True
         if self._owns_session:
             await self.session.start(timeout)
         self.session.add_state_listener(self._on_session_state)
-        await self._evaluate()
+        await self._evaluation.run()
 
     async def stop(self) -> None:
         self._running = False
@@ -125,37 +125,29 @@ class MasterDetector:
 
     async def _on_session_state(self, state: SessionState) -> None:
         if state == SessionState.CONNECTED:
-            await self._evaluate()
-
-    def _watch_fired(self, _event: object) -> None:
-        self.session.call_soon(self._schedule_evaluation)
-
-    def _schedule_evaluation(self) -> None:
-        if self._running:
-            task = asyncio.create_task(self._evaluate())
-            self._evaluations.add(task)
-            task.add_done_callback(self._evaluations.discard)
+            await self._evaluation.run()
 
     async def _evaluate(self) -> None:
-        async with self._lock:
-            if not self._running or not self.session.connected:
-                return
-            client = self.session.client
-            try:
-                children = await self.session.run(client.get_children, self.url.path, watch=self._watch_fired)
-            except NoNodeError:
-                # No master ever ran here: wait for the path to appear.
-                await self.session.run(client.exists, self.url.path, watch=self._watch_fired)
-                children = []
-            except Exception as error:
-                log.warning("reading masters under %s failed: %s", self.url, error)
-                return
-            member = leading_member(children)
-            if member == self._leader_member and self._known.is_set():
-                return
-            leader = await self._read_leader(member) if member else None
-            self._leader_member = member if leader is not None else None
-            await self._announce(leader)
+        """Read who leads and announce it if that changed; re-arms the watch.
+
+        Called through `self._evaluation`: under `self._lock`, while running and connected.
+        """
+        client = self.session.client
+        try:
+            children = await self.session.run(client.get_children, self.url.path, watch=self._evaluation.watch)
+        except NoNodeError:
+            # No master ever ran here: wait for the path to appear.
+            await self.session.run(client.exists, self.url.path, watch=self._evaluation.watch)
+            children = []
+        except Exception as error:
+            log.warning("reading masters under %s failed: %s", self.url, error)
+            return
+        member = leading_member(children)
+        if member == self._leader_member and self._known.is_set():
+            return
+        leader = await self._read_leader(member) if member else None
+        self._leader_member = member if leader is not None else None
+        await self._announce(leader)
 
     async def _read_leader(self, member: Member) -> MasterInfo | None:
         path = f"{self.url.path}/{member.name}"
@@ -163,7 +155,7 @@ class MasterDetector:
             data, _stat = await self.session.run(self.session.client.get, path)
             return decode_master_info(member, data)
         except NoNodeError:
-            self._schedule_evaluation()  # it went away between listing and reading
+            self._evaluation.schedule()  # it went away between listing and reading
         except Exception as error:
             log.error("cannot decode the leading master's znode %s: %s", path, error)
         return None

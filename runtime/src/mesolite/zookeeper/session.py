@@ -141,3 +141,43 @@ class ZooKeeperSession:
 
     async def __aexit__(self, *exc_info: object) -> None:
         await self.stop()
+
+
+class WatchedEvaluation:
+    """Runs an owner's `evaluate()` now and again each time a ZooKeeper watch fires, one evaluation at a time.
+
+    The election contender and the master detector both read the children of a znode with a watch and
+    read them again when it fires. An evaluation runs under the owner's `lock`, and only while `running()`
+    says so and the session is connected. Each re-reading is a task of its own, kept here until it ends:
+    the event loop holds only a weak reference to a task.
+    """
+
+    def __init__(
+        self,
+        session: ZooKeeperSession,
+        evaluate: Callable[[], Awaitable[None]],
+        running: Callable[[], bool],
+        lock: asyncio.Lock,
+    ) -> None:
+        self.session = session
+        self._evaluate = evaluate
+        self._running = running
+        self._lock = lock
+        self._tasks: set[asyncio.Task] = set()
+
+    async def run(self) -> None:
+        """Evaluate now (after any evaluation under way), unless the owner has stopped or the session is down."""
+        async with self._lock:
+            if self._running() and self.session.connected:
+                await self._evaluate()
+
+    def watch(self, _event: object) -> None:
+        """The watch to give kazoo (`watch=evaluation.watch`); kazoo calls it on one of its threads."""
+        self.session.call_soon(self.schedule)
+
+    def schedule(self) -> None:
+        """Evaluate again soon, in a task of its own, unless the owner has stopped."""
+        if self._running():
+            task = asyncio.create_task(self.run())
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
