@@ -253,3 +253,30 @@ def test_a_dead_executor_is_replaced_and_its_running_container_kept(launcher, ho
     assert docker_api.containers(all=True, filters={"label": f"{LABEL_TASK_ID}=steady"}) == []
     lines = read_sandbox_file(agent.url(), directory, "stdout").splitlines()
     assert lines == [f"line {i}" for i in range(1, len(lines) + 1)], "a line was lost or copied twice"
+
+
+# A Docker task with `command.uris`: the fetched files are in the sandbox, which the container sees at
+# MESOS_SANDBOX (/mnt/mesos/sandbox), and the fetcher's log stays at the head of `stderr`.
+def test_a_docker_task_runs_what_was_fetched_into_its_mounted_sandbox(launcher, home, master, rootfs_image, tmp_path):
+    tool = tmp_path / "tool.sh"
+    tool.write_text("#!/bin/sh\necho fetched tool runs in $PWD\necho from the container >&2\n")
+    arguments = home.arguments(master.address(), "--containerizers=docker,mesos")
+    agent = launcher.start("agent", *arguments, port=home.port)
+    wait_for(lambda: get_json(agent.url("/metrics/snapshot"))["slave/registered"] == 1.0, 20, what="registration")
+    master.run_task(
+        "fetched",
+        {"value": 'cd "$MESOS_SANDBOX" && ./tool.sh', "uris": [{"value": str(tool), "executable": True}]},
+        resources="cpus:0.1;mem:64",
+        container={"type": "DOCKER", "docker": {"image": rootfs_image}},
+        labels={"labels": [{"key": TEST_LABEL, "value": TEST_SESSION}]},
+    )
+
+    def finished():
+        return next((u for u in master.updates("fetched") if u["status"]["state"] == "TASK_FINISHED"), None)
+
+    wait_for(finished, 60, what=f"the task to finish (so far {master.states('fetched')})")
+    directory = agent_tasks(agent.url())["fetched"]["directory"]
+    assert read_sandbox_file(agent.url(), directory, "stdout") == "fetched tool runs in /mnt/mesos/sandbox\n"
+    log = read_sandbox_file(agent.url(), directory, "stderr")
+    assert f"Fetched '{tool}' to 'tool.sh'" in log
+    assert log.endswith("from the container\n"), "the container's stderr follows the fetcher's log"

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import importlib.util
 import sys
 import time
 import urllib.request
@@ -36,10 +35,6 @@ pytestmark = [
     pytest.mark.integration,
     requires_docker,
     pytest.mark.usefixtures("cleanup_containers"),
-    pytest.mark.skipif(
-        importlib.util.find_spec("mesolite.master.service") is None,
-        reason="`mesolite master` (mesolite.master.service) does not exist yet",
-    ),
 ]
 
 
