@@ -37,6 +37,14 @@ TEST_SESSION = uuid.uuid4().hex[:12]
 requires_docker = pytest.mark.skipif(
     not os.path.exists(DOCKER_SOCKET), reason=f"no Docker daemon socket at {DOCKER_SOCKET}"
 )
+# The marks of every module that runs containers (`pytestmark = DOCKER_INTEGRATION`); the module imports the
+# `cleanup_containers` fixture, which removes what the session labelled.
+DOCKER_INTEGRATION = [
+    pytest.mark.docker,
+    pytest.mark.integration,
+    requires_docker,
+    pytest.mark.usefixtures("cleanup_containers"),
+]
 
 
 def remove_session_containers(api: docker.APIClient) -> None:

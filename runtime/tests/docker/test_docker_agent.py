@@ -19,13 +19,13 @@ from pathlib import Path
 
 import pytest
 from docker_testing import (  # noqa: F401 - fixtures
+    DOCKER_INTEGRATION,
     TEST_LABEL,
     TEST_SESSION,
     cleanup_containers,
     docker_api,
     nginx_image,
     port_is_free,
-    requires_docker,
     rootfs_image,
 )
 
@@ -38,12 +38,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "agent"))
 from agent_fake_master import FakeMaster, master  # noqa: F401 - a fixture
 from agent_testing import AgentHome, agent_tasks, get_json, home, read_sandbox_file  # noqa: F401 - a fixture
 
-pytestmark = [
-    pytest.mark.docker,
-    pytest.mark.integration,
-    requires_docker,
-    pytest.mark.usefixtures("cleanup_containers"),
-]
+pytestmark = DOCKER_INTEGRATION
 
 PORTS = (31000, 32000)  # AgentHome's --resources
 

@@ -14,13 +14,13 @@ from pathlib import Path
 
 import pytest
 from docker_testing import (  # noqa: F401 - fixtures
+    DOCKER_INTEGRATION,
     TEST_LABEL,
     TEST_SESSION,
     cleanup_containers,
     docker_api,
     nginx_image,
     port_is_free,
-    requires_docker,
     rootfs_image,
 )
 
@@ -30,12 +30,7 @@ from mesolite.agent.containerizers.docker import LABEL_TASK_ID
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "agent"))
 from agent_testing import AgentHome, home  # noqa: F401 - a fixture
 
-pytestmark = [
-    pytest.mark.docker,
-    pytest.mark.integration,
-    requires_docker,
-    pytest.mark.usefixtures("cleanup_containers"),
-]
+pytestmark = DOCKER_INTEGRATION
 
 
 def start_cluster(launcher, zookeeper, home: AgentHome, tmp_path: Path) -> str:

@@ -14,6 +14,7 @@ import docker.errors
 import pytest
 from docker_testing import (  # noqa: F401 - fixtures
     COUNTING_COMMAND,
+    DOCKER_INTEGRATION,
     ROOTFS_IMAGE,
     TEST_LABEL,
     TEST_SESSION,
@@ -27,7 +28,6 @@ from docker_testing import (  # noqa: F401 - fixtures
     make_run,
     nginx_image,
     private_dockerd,
-    requires_docker,
     rootfs_image,
 )
 
@@ -40,12 +40,7 @@ from mesolite.agent.containerizers.docker import (
     container_spec,
 )
 
-pytestmark = [
-    pytest.mark.docker,
-    pytest.mark.integration,
-    requires_docker,
-    pytest.mark.usefixtures("cleanup_containers"),
-]
+pytestmark = DOCKER_INTEGRATION
 
 
 async def until(predicate, seconds: float, what: str):

@@ -9,27 +9,21 @@ import signal
 import subprocess
 import sys
 
-import pytest
 from docker_testing import (  # noqa: F401 - fixtures
     COUNTING_COMMAND,
+    DOCKER_INTEGRATION,
     cleanup_containers,
     counted_lines,
     docker_api,
     docker_task,
     events,
     make_run,
-    requires_docker,
     rootfs_image,
 )
 
 from conftest import wait_for
 
-pytestmark = [
-    pytest.mark.docker,
-    pytest.mark.integration,
-    requires_docker,
-    pytest.mark.usefixtures("cleanup_containers"),
-]
+pytestmark = DOCKER_INTEGRATION
 
 
 def start_executor(run, log_path) -> subprocess.Popen:

@@ -11,27 +11,21 @@ import subprocess
 import uuid
 from pathlib import Path
 
-import pytest
 from docker_testing import (  # noqa: F401 - fixtures
+    DOCKER_INTEGRATION,
     cleanup_containers,
     docker_api,
     docker_task,
     events,
     make_run,
     nginx_image,
-    requires_docker,
     rootfs_image,
 )
 from test_docker_executor import start_executor, stdout_of
 
 from conftest import wait_for
 
-pytestmark = [
-    pytest.mark.docker,
-    pytest.mark.integration,
-    requires_docker,
-    pytest.mark.usefixtures("cleanup_containers"),
-]
+pytestmark = DOCKER_INTEGRATION
 
 REASON = "REASON_TASK_HEALTH_CHECK_STATUS_UPDATED"
 
