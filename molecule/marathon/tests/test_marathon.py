@@ -2,23 +2,16 @@
 that registers with the master and runs an app posted with curl."""
 
 import json
+import sys
 import time
+from pathlib import Path
 
 import pytest
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+from testinfra_helpers import wait_for_json
+
 APP = {"id": "/molecule-sleeper", "cmd": "sleep 600", "cpus": 0.1, "mem": 32, "instances": 1}
-
-
-def wait_for_json(host, url, predicate, attempts=60):
-    last = None
-    for _ in range(attempts):
-        result = host.run(f"curl -sfL {url}")
-        if result.rc == 0:
-            last = json.loads(result.stdout)
-            if predicate(last):
-                return last
-        time.sleep(1)
-    pytest.fail(f"{url} never satisfied the condition; last answer: {last}")
 
 
 @pytest.mark.parametrize(

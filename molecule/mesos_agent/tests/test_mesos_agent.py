@@ -2,27 +2,14 @@
 mesos-agent, KillMode=process), an agent registered with the master that runs a command task and a
 Docker task, and a new registration after its attributes changed (side_effect.yml)."""
 
-import json
+import sys
 import time
+from pathlib import Path
 
 import pytest
 
-
-def address(host):
-    # The address of the node's name (hostname -I would also list docker0 on agents).
-    return host.check_output("hostname -i").split()[0]
-
-
-def wait_for_json(host, url, predicate, attempts=60):
-    last = None
-    for _ in range(attempts):
-        result = host.run(f"curl -sfL {url}")
-        if result.rc == 0:
-            last = json.loads(result.stdout)
-            if predicate(last):
-                return last
-        time.sleep(1)
-    pytest.fail(f"{url} never satisfied the condition; last answer: {last}")
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+from testinfra_helpers import node_address, wait_for_json
 
 
 def test_containerizers_file_holds_exactly_docker_mesos(host):
@@ -47,7 +34,7 @@ def test_each_flag_has_its_file(host, flag, value):
 
 
 def test_ip_flag_is_the_host_address(host):
-    assert host.file("/etc/mesos-slave/ip").content_string == f"{address(host)}\n"
+    assert host.file("/etc/mesos-slave/ip").content_string == f"{node_address(host)}\n"
 
 
 def test_unit_kills_only_the_agent_process(host):
@@ -64,11 +51,11 @@ def test_unit_is_running_and_enabled_under_both_names(host):
 
 def test_agent_registered_anew_after_its_attributes_changed(host):
     before = host.file("/root/agent-id-before-attribute-change").content_string.strip()
-    state = wait_for_json(host, f"http://{address(host)}:5051/state", lambda s: s.get("registered"))
+    state = wait_for_json(host, f"http://{node_address(host)}:5051/state", lambda s: s.get("registered"))
     assert state["id"] and state["id"] != before
     slaves = wait_for_json(
         host,
-        f"http://{address(host)}:5050/master/slaves",
+        f"http://{node_address(host)}:5050/master/slaves",
         lambda s: any(agent["id"] == state["id"] and agent["active"] for agent in s["slaves"]),
     )
     current = next(agent for agent in slaves["slaves"] if agent["id"] == state["id"])

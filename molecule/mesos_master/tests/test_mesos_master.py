@@ -2,20 +2,20 @@
 master that leads through ZooKeeper, and a restart (only) after a configuration change."""
 
 import json
+import sys
 import time
+from pathlib import Path
 
 import pytest
 
-
-def address(host):
-    # The address of the node's name (hostname -I would also list docker0 on agents).
-    return host.check_output("hostname -i").split()[0]
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+from testinfra_helpers import node_address
 
 
 def fetch(host, path, attempts=30):
     """GET a master endpoint from inside the node, retrying while the master starts or elects."""
     for _ in range(attempts):
-        result = host.run(f"curl -sf http://{address(host)}:5050{path}")
+        result = host.run(f"curl -sf http://{node_address(host)}:5050{path}")
         if result.rc == 0:
             return result.stdout
         time.sleep(1)
@@ -36,7 +36,7 @@ def test_each_flag_has_its_file(host, flag, value):
 
 
 def test_ip_flag_is_the_host_address(host):
-    assert host.file("/etc/mesos-master/ip").content_string == f"{address(host)}\n"
+    assert host.file("/etc/mesos-master/ip").content_string == f"{node_address(host)}\n"
 
 
 def test_file_of_a_flag_no_longer_set_is_removed(host):
@@ -64,13 +64,13 @@ def test_service_is_enabled_and_running(host):
 
 
 def test_master_answers_health(host):
-    assert host.run(f"curl -sf -o /dev/null http://{address(host)}:5050/health").rc == 0
+    assert host.run(f"curl -sf -o /dev/null http://{node_address(host)}:5050/health").rc == 0
 
 
 def test_mesos_resolve_finds_this_master_through_zookeeper(host):
     result = host.run("mesos-resolve $(cat /etc/mesos/zk)")
     assert result.rc == 0, result.stderr
-    assert result.stdout.strip() == f"{address(host)}:5050"
+    assert result.stdout.strip() == f"{node_address(host)}:5050"
 
 
 def test_master_leads_with_the_changed_cluster_name(host):
