@@ -189,3 +189,25 @@ async def test_a_master_that_loses_its_session_stops_leading(zookeeper, launcher
             location = response.headers.get("Location")
         await asyncio.sleep(0.1)
     assert location == f"//127.0.0.1:{other.port}/master/state"
+
+
+async def test_a_master_restarted_on_the_same_address_never_redirects_to_itself(zookeeper, launcher, http):
+    """Defect 5: the killed process's znode still leads until its session expires; the new process on the same
+    address must answer 503 meanwhile, not a 307 to itself ("more than 3 redirects"), then lead."""
+    zk_url = zookeeper.url()
+    first = start_contending_master(launcher, zk_url, *QUICK_MASTER_FLAGS, "--zk_session_timeout=4secs")
+    wait_for(lambda: elected(first), timeout=30, what="the first master to lead")
+    first.kill(signal.SIGKILL)
+    again = launcher.start(
+        "master", *first.arguments[3:], port=first.port
+    )  # the same command line: same address, a new master id
+    answers = []
+    deadline = time.monotonic() + 30
+    while not elected(again) and time.monotonic() < deadline:
+        async with http.get(again.url("/master/state"), allow_redirects=False) as response:
+            answers.append((response.status, response.headers.get("Location"), await response.text()))
+        await asyncio.sleep(0.2)
+    assert elected(again), "the restarted master never led"
+    redirects = [answer for answer in answers if answer[0] == 307]
+    assert not redirects, f"redirected to itself: {redirects[:3]}"
+    assert any("has not expired yet" in text for status, _, text in answers if status == 503), answers[:5]

@@ -1,5 +1,6 @@
 """Small pure pieces of the master: role weights, redirects, the task state machine."""
 
+import functools
 from types import SimpleNamespace
 
 import pytest
@@ -7,7 +8,7 @@ from aiohttp import web
 
 from mesolite.flags import FlagError
 from mesolite.master.http import redirect_to_leader
-from mesolite.master.service import FLAGS, parse_weights
+from mesolite.master.service import FLAGS, MasterProcess, parse_weights
 from mesolite.master.tasks import Task
 from mesolite.protocol.v1 import task_status
 from mesolite.resources import parse_resources
@@ -43,7 +44,10 @@ def test_master_flags_have_mesos_defaults(tmp_path):
 
 
 def process_with(leader, own_id="me"):
-    return SimpleNamespace(leader_info=leader, info={"id": own_id})
+    """The state `redirect_target` reads, with the real method: a process that is not (yet) leading."""
+    process = SimpleNamespace(leader_info=leader, info={"id": own_id}, _master=None)
+    process.redirect_target = functools.partial(MasterProcess.redirect_target, process)
+    return process
 
 
 def test_redirects_go_to_the_leader_and_503_without_one():

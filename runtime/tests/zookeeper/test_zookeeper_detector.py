@@ -6,9 +6,16 @@ import asyncio
 import json
 
 import pytest
-from zookeeper_testing import TEST_SESSION_TIMEOUT, eventually, session, zk_url  # noqa: F401 - fixtures
+from zookeeper_testing import (  # noqa: F401 - fixtures
+    TEST_SESSION_TIMEOUT,
+    eventually,
+    freeze,
+    private_zookeeper,
+    session,
+    thaw,
+    zk_url,
+)
 
-from mesolite.zookeeper.contender import Contender
 from mesolite.zookeeper.detector import (
     MasterDetector,
     detect_leading_master,
@@ -16,6 +23,7 @@ from mesolite.zookeeper.detector import (
     master_address,
     uint32_to_ip,
 )
+from mesolite.zookeeper.election import LeaderElection, SuspensionPolicy
 from mesolite.zookeeper.session import ZooKeeperSession
 
 
@@ -120,7 +128,13 @@ async def test_detector_follows_leader_changes(zk_url):
         contenders = []
         for index, started in enumerate(sessions):
             await started.start()
-            contender = Contender(started, master_info(6000 + index), lambda: None, lambda _reason: None)
+            contender = LeaderElection(
+                started,
+                master_info(6000 + index),
+                lambda: None,
+                lambda _reason: None,
+                policy=SuspensionPolicy.KEEP_TERM_UNTIL_EXPIRY,
+            )
             await contender.start()
             contenders.append(contender)
         assert await asyncio.wait_for(anext(changes), 5) == master_info(6000)
@@ -150,6 +164,61 @@ async def test_detector_waits_for_the_path_to_appear(session, zk_url):
         assert await waiting == master_info(7000)
     finally:
         await detector.stop()
+
+
+@pytest.mark.integration
+async def test_detector_finds_a_leader_whose_path_appears_between_its_two_reads(session, zk_url):
+    """Defect 8: the path is created (with its first member) after the detector's children read found no
+    node and before its existence watch is set; the watch then sits on an existing node and never tells of
+    members. The detector must still end up watching the children and find the leader."""
+    detector = MasterDetector(zk_url)
+    real_run = detector.session.run
+    created = asyncio.Event()
+
+    async def run_creating_the_path_before_the_exists_read(function, *args, **kwargs):
+        if function == detector.session.client.exists and not created.is_set():
+            await session.run(session.client.ensure_path, session.url.path)
+            await session.run(session.client.create, session.url.child("json.info_"),
+                              json.dumps(master_info(7100)).encode(), sequence=True)  # fmt: skip
+            created.set()
+        return await real_run(function, *args, **kwargs)
+
+    detector.session.run = run_creating_the_path_before_the_exists_read
+    await detector.start()
+    try:
+        assert await detector.wait_for_leader(5) == master_info(7100)
+        assert created.is_set(), "the test did not create the race it is about"
+    finally:
+        await detector.stop()
+
+
+@pytest.mark.integration
+async def test_detector_reports_no_leader_after_a_session_timeout_without_zookeeper(private_zookeeper):
+    """Defect 3: during a quorum loss (no server answers) the last leader is kept only for one session timeout."""
+    url = private_zookeeper.url()
+    async with ZooKeeperSession(url, session_timeout=30) as leader_session:
+        await leader_session.run(leader_session.client.create, leader_session.url.child("json.info_"),
+                                 json.dumps(master_info(7200)).encode(), sequence=True, makepath=True)  # fmt: skip
+        detector = MasterDetector(session=ZooKeeperSession(url, session_timeout=TEST_SESSION_TIMEOUT))
+        await detector.session.start()
+        await detector.start()
+        seen: list = []
+        try:
+            assert await detector.wait_for_leader(5) == master_info(7200)
+            changes = detector.changes()
+            seen.append(await anext(changes))
+            freeze(private_zookeeper)
+            try:
+                seen.append(await asyncio.wait_for(anext(changes), TEST_SESSION_TIMEOUT * 4))
+                assert detector.leader is None
+            finally:
+                thaw(private_zookeeper)
+            seen.append(await asyncio.wait_for(anext(changes), 20))
+            assert seen == [master_info(7200), None, master_info(7200)]
+            await changes.aclose()
+        finally:
+            await detector.stop()
+            await detector.session.stop()
 
 
 def test_root_path_is_refused_as_in_mesos():

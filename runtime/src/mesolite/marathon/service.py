@@ -18,14 +18,15 @@ from typing import Any
 from aiohttp import web
 
 from mesolite.flags import Flag, FlagSet, duration
+from mesolite.http_server import start_http_server
 from mesolite.marathon.api.app import create_http_app
 from mesolite.marathon.core import Marathon, MarathonSettings
 from mesolite.marathon.events import EventBus
-from mesolite.marathon.leadership import LeaderElection
 from mesolite.marathon.scheduler import MesosScheduler, framework_info
 from mesolite.marathon.storage import MarathonStorage
-from mesolite.scheduler.client import SchedulerClient
+from mesolite.scheduler.client import SchedulerClient, SchedulerError
 from mesolite.service import configure_logging, set_on_termination
+from mesolite.zookeeper.election import MARATHON_MEMBER_LABEL, LeaderElection, SuspensionPolicy
 from mesolite.zookeeper.session import ZooKeeperSession
 from mesolite.zookeeper.store import ZooKeeperStore
 from mesolite.zookeeper.url import ZooKeeperUrl, parse_zookeeper_url
@@ -62,6 +63,7 @@ FLAGS = FlagSet(
         Flag("zk_timeout", _milliseconds, 10000.0, "Milliseconds to wait for ZooKeeper at start"),
         Flag("zk_session_timeout", _milliseconds, 10000.0, "The ZooKeeper session timeout in milliseconds"),
         Flag("zk_max_versions", int, 50, "How many versions of each app are kept"),
+        Flag("zk_max_node_size", int, 1024000, "The largest record (app, group, deployment) stored, in bytes"),
         Flag("webui_url", str, None, "The URL Mesos shows for this framework (default: http://hostname:http_port)"),
         Flag("disable_ha", bool, False, "Run without leader election semantics (a single instance)"),
         Flag("logging_level", str, "info", "debug, info, warning or error"),
@@ -81,13 +83,22 @@ class MarathonService:
         self.mesos_user = flags.mesos_user or getpass.getuser()
         self.events = EventBus()
         self.session = ZooKeeperSession(self.zk_url, session_timeout=flags.zk_session_timeout / 1000)
+        # Curator's LeaderLatch semantics, as Marathon has them: a dropped ZooKeeper connection ends the term
+        # at once (writes could not be stored, and another instance may be elected soon).
         self.election = LeaderElection(
-            self.session, self.zk_url.child("leader"), self.address, self._lead, self._stop_leading
+            self.session,
+            self.address.encode(),
+            self._lead,
+            self._stop_leading,
+            policy=SuspensionPolicy.STEP_DOWN_WHEN_SUSPENDED,
+            label=MARATHON_MEMBER_LABEL,
+            path=self.zk_url.child("leader"),
         )
         self.marathon: Marathon | None = None
         self._client: SchedulerClient | None = None
         self._running: list[asyncio.Task] = []
         self._stopped = asyncio.Event()
+        self.exit_status = 0
 
     # what the API reads
 
@@ -97,7 +108,9 @@ class MarathonService:
 
     @property
     def leader_address(self) -> str | None:
-        return self.election.leader_address
+        """`host:port` of the leading instance, or None while nobody is known to lead."""
+        data = self.election.leader_data
+        return data.decode(errors="replace") if data else None
 
     def base_url(self, request: web.Request) -> str:
         return f"http://{request.host}" if request.host else f"http://{self.address}"
@@ -110,10 +123,9 @@ class MarathonService:
     async def run(self) -> None:
         await self.session.start(timeout=self.flags.zk_timeout / 1000)
         # Event streams never end by themselves: give open requests a moment, not aiohttp's minute.
-        runner = web.AppRunner(create_http_app(self), access_log=None, shutdown_timeout=2.0)
-        await runner.setup()
-        site = web.TCPSite(runner, self.flags.http_address, self.flags.http_port)
-        await site.start()
+        runner = await start_http_server(
+            create_http_app(self), self.flags.http_address, self.flags.http_port, shutdown_timeout=2.0
+        )
         log.info("Marathon API on %s:%s; state in %s", self.flags.http_address, self.flags.http_port, self.zk_url)
         await self.election.start()
         set_on_termination(self._stopped)
@@ -165,11 +177,18 @@ class MarathonService:
             try:
                 await client.run()
                 return
+            except SchedulerError as error:
+                # The master removed the framework (ERROR) or refuses it: a leader that cannot launch must not
+                # accept work. Exit non-zero, so that systemd restarts this instance and a standby leads.
+                log.error("the Mesos master ended the framework: %s; exiting", error)
+                self.exit_status = 1
+                self._stopped.set()
+                return
             except Exception as error:
                 log.error("the Mesos subscription failed: %s; retrying", error)
                 await asyncio.sleep(2)
 
-    async def _stop_leading(self) -> None:
+    async def _stop_leading(self, reason: str = "stepped down") -> None:
         self.marathon = None
         self.events.close_all()
         client, self._client = self._client, None
@@ -208,8 +227,9 @@ def main(argv: list[str]) -> int:
     flags = FLAGS.load(argv)
     configure_logging(flags.logging_level)
     try:
-        asyncio.run(MarathonService(flags).run())
+        service = MarathonService(flags)
+        asyncio.run(service.run())
     except (TimeoutError, ValueError) as error:
         log.error("%s", error)
         return 1
-    return 0
+    return service.exit_status

@@ -1,13 +1,29 @@
 """Marathon's state in ZooKeeper under the `--zk` path: apps and their versions, groups, deployments, tasks
-and the framework id, as JSON values of a `ZooKeeperStore` (which splits values over 1 MB into chunks)."""
+and the framework id, as JSON values of a `ZooKeeperStore` (which splits values over 1 MB into chunks).
+
+Every write fails fast or has a known outcome, so that a client is never told "failed" about a change that
+is stored later. No write starts without a ZooKeeper connection (kazoo would queue it and send it whenever
+the connection comes back, long after the client gave up). A write whose connection drops under it
+(ConnectionLoss: ZooKeeper may or may not have applied it) is settled: once the session is back (within
+the session timeout), `sync` and read the value again; it is then known to be stored or known not to be.
+Only when ZooKeeper does not come back in that time is the outcome reported as unknown.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import json
+import logging
+import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from kazoo.exceptions import ConnectionClosedError, ConnectionLoss, OperationTimeoutError, SessionExpiredError
+
 from mesolite.zookeeper.store import ZooKeeperStore
+
+log = logging.getLogger(__name__)
 
 FRAMEWORK_ID = "framework-id"
 APPS = "apps/"
@@ -16,6 +32,18 @@ GROUPS = "groups/"
 DEPLOYMENTS = "deployments/"
 TASKS = "tasks/"
 DEFAULT_MAX_VERSIONS = 50
+
+# What kazoo raises when the connection (or the session) went away under a request.
+CONNECTION_ERRORS = (ConnectionLoss, SessionExpiredError, OperationTimeoutError, ConnectionClosedError)
+
+
+class StorageUnavailable(Exception):
+    """ZooKeeper cannot take the change now (HTTP 503). The message says whether it was stored: it was not,
+    except when `outcome_known` is false (ZooKeeper did not come back in time to tell)."""
+
+    def __init__(self, message: str, outcome_known: bool = True) -> None:
+        super().__init__(message)
+        self.outcome_known = outcome_known
 
 
 def _encode(value: Any) -> bytes:
@@ -55,46 +83,94 @@ class MarathonStorage:
         return state
 
     async def save_framework_id(self, framework_id: str) -> None:
-        await self.store.put(FRAMEWORK_ID, framework_id.encode())
+        await self._put(FRAMEWORK_ID, framework_id.encode())
 
     async def save_app(self, app: dict) -> None:
         """The app as current, and as one more version (keeping the newest `max_versions`)."""
-        await self.store.put(f"{APP_VERSIONS}{app['id']}/{app['version']}", _encode(app))
-        await self.store.put(f"{APPS}{app['id']}", _encode(app))
+        await self._put(f"{APP_VERSIONS}{app['id']}/{app['version']}", _encode(app))
+        await self._put(f"{APPS}{app['id']}", _encode(app))
         versions = await self.app_versions(app["id"])
         for old in versions[self.max_versions :]:
-            await self.store.delete(f"{APP_VERSIONS}{app['id']}/{old}")
+            await self._delete(f"{APP_VERSIONS}{app['id']}/{old}")
 
     async def delete_app(self, app_id: str) -> None:
-        await self.store.delete(f"{APPS}{app_id}")
+        await self._delete(f"{APPS}{app_id}")
         for version in await self.app_versions(app_id):
-            await self.store.delete(f"{APP_VERSIONS}{app_id}/{version}")
+            await self._delete(f"{APP_VERSIONS}{app_id}/{version}")
 
     async def app_versions(self, app_id: str) -> list[str]:
         """Newest first."""
         prefix = f"{APP_VERSIONS}{app_id}/"
-        return sorted(
-            (key[len(prefix) :] for key in await self.store.list(prefix) if "/" not in key[len(prefix) :]), reverse=True
-        )
+        keys = await self._read(lambda: self.store.list(prefix))
+        return sorted((key[len(prefix) :] for key in keys if "/" not in key[len(prefix) :]), reverse=True)
 
     async def app_version(self, app_id: str, version: str) -> dict | None:
-        value = await self.store.get(f"{APP_VERSIONS}{app_id}/{version}")
+        value = await self._read(lambda: self.store.get(f"{APP_VERSIONS}{app_id}/{version}"))
         return json.loads(value) if value is not None else None
 
     async def save_group(self, group: dict) -> None:
-        await self.store.put(f"{GROUPS}{group['id']}", _encode(group))
+        await self._put(f"{GROUPS}{group['id']}", _encode(group))
 
     async def delete_group(self, group_id: str) -> None:
-        await self.store.delete(f"{GROUPS}{group_id}")
+        await self._delete(f"{GROUPS}{group_id}")
 
     async def save_deployment(self, deployment: dict) -> None:
-        await self.store.put(f"{DEPLOYMENTS}{deployment['id']}", _encode(deployment))
+        await self._put(f"{DEPLOYMENTS}{deployment['id']}", _encode(deployment))
 
     async def delete_deployment(self, deployment_id: str) -> None:
-        await self.store.delete(f"{DEPLOYMENTS}{deployment_id}")
+        await self._delete(f"{DEPLOYMENTS}{deployment_id}")
 
     async def save_task(self, task: dict) -> None:
-        await self.store.put(f"{TASKS}{task['id']}", _encode(task))
+        await self._put(f"{TASKS}{task['id']}", _encode(task))
 
     async def delete_task(self, task_id: str) -> None:
-        await self.store.delete(f"{TASKS}{task_id}")
+        await self._delete(f"{TASKS}{task_id}")
+
+    # --- writes that fail fast or settle (see the module's documentation) -------------------------
+
+    async def _put(self, key: str, value: bytes) -> None:
+        await self._write(key, lambda: self.store.put(key, value), lambda stored: stored == value)
+
+    async def _delete(self, key: str) -> None:
+        await self._write(key, lambda: self.store.delete(key), lambda stored: stored is None)
+
+    async def _read(self, read: Callable[[], Awaitable[Any]]) -> Any:
+        try:
+            return await read()
+        except CONNECTION_ERRORS as error:
+            raise StorageUnavailable(f"ZooKeeper is not reachable: {error.__class__.__name__}") from error
+
+    async def _write(
+        self, key: str, write: Callable[[], Awaitable[Any]], in_place: Callable[[bytes | None], bool]
+    ) -> None:
+        session = self.store.session
+        if not session.connected:
+            raise StorageUnavailable(f"no ZooKeeper connection: '{key}' was not stored; try again shortly")
+        try:
+            await write()
+        except CONNECTION_ERRORS as error:
+            log.warning("ZooKeeper connection lost while storing '%s' (%s): settling the outcome", key, error)
+            if not await self._settled(key, in_place):
+                raise StorageUnavailable(
+                    f"the ZooKeeper connection was lost while storing '{key}' and the change was not stored"
+                ) from error
+
+    async def _settled(self, key: str, in_place: Callable[[bytes | None], bool]) -> bool:
+        """Whether an interrupted write of `key` is in place, once ZooKeeper answers again (see the module doc)."""
+        session = self.store.session
+        deadline = time.monotonic() + session.effective_timeout
+        while time.monotonic() < deadline:
+            if session.connected:
+                try:
+                    # Requests of a session are applied in order: once a sync issued after the interrupted
+                    # write has gone through the ZooKeeper leader, that write was applied or never will be.
+                    await session.run(session.client.sync, self.store.root)
+                    return in_place(await self.store.get(key))
+                except CONNECTION_ERRORS:
+                    pass  # dropped again: wait for the next connection
+            await asyncio.sleep(0.1)
+        raise StorageUnavailable(
+            f"the ZooKeeper connection was lost while storing '{key}' and ZooKeeper did not come back within "
+            f"{session.effective_timeout:g}s: the change may or may not be stored; read it back before retrying",
+            outcome_known=False,
+        )

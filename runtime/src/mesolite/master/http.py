@@ -7,6 +7,7 @@ master is still recovering).
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 import json
 import logging
@@ -16,9 +17,11 @@ from typing import TYPE_CHECKING
 
 from aiohttp import web
 
-from mesolite.master import metrics, state
-from mesolite.master.core import CallError, Master
+from mesolite.http_input import JsonInputError, decode_json
+from mesolite.master import metrics, state, validation
+from mesolite.master.core import Master
 from mesolite.master.streams import EventStream
+from mesolite.master.validation import CallError
 
 if TYPE_CHECKING:
     from mesolite.master.service import MasterProcess
@@ -27,30 +30,14 @@ log = logging.getLogger(__name__)
 
 PROCESS_KEY = web.AppKey("mesolite_master_process", object)
 
-SCHEDULER_CALLS = frozenset(
-    {
-        "SUBSCRIBE",
-        "TEARDOWN",
-        "ACCEPT",
-        "DECLINE",
-        "ACCEPT_INVERSE_OFFERS",
-        "DECLINE_INVERSE_OFFERS",
-        "REVIVE",
-        "KILL",
-        "SHUTDOWN",
-        "ACKNOWLEDGE",
-        "ACKNOWLEDGE_OPERATION_STATUS",
-        "RECONCILE",
-        "RECONCILE_OPERATIONS",
-        "MESSAGE",
-        "REQUEST",
-        "SUPPRESS",
-        "UPDATE_FRAMEWORK",
-    }
-)
+# How long a client may take to send a request's body once its headers are in (a slow sender holds a handler).
+BODY_READ_TIMEOUT_SECONDS = 30.0
 # Calls that Mesos accepts and that have no effect here (no inverse offers, no operations feedback).
 NO_OP_CALLS = frozenset({"ACCEPT_INVERSE_OFFERS", "DECLINE_INVERSE_OFFERS", "REQUEST", "RECONCILE_OPERATIONS"})
 UNSUPPORTED_CALLS = frozenset({"ACKNOWLEDGE_OPERATION_STATUS", "UPDATE_FRAMEWORK"})
+
+# The largest request body: an ACCEPT of thousands of tasks or a RECONCILE of 100,000 fits many times over.
+MAX_BODY_BYTES = 16 * 1024 * 1024
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -77,9 +64,8 @@ def leader_only(handler: Callable[[web.Request, Master], Awaitable[web.StreamRes
 
 
 def redirect_to_leader(process: MasterProcess, path: str) -> web.StreamResponse:
-    leader = process.leader_info
-    if leader is None or leader.get("id") == process.info["id"]:
-        reason = "this master is recovering its state" if leader else "no leading master is known"
+    leader, reason = process.redirect_target()
+    if leader is None:
         return text_error(503, f"Service Unavailable: {reason}")
     address = leader.get("address") or {}
     host = address.get("hostname") or leader.get("hostname") or address.get("ip")
@@ -102,9 +88,9 @@ async def redirect(request: web.Request) -> web.StreamResponse:
     process = process_of(request)
     rest = request.match_info.get("rest", "")
     path = "/" + rest if rest else ""
-    leader = process.leader_info if process.master is None else process.info
+    leader, reason = (process.info, "") if process.master is not None else process.redirect_target(include_self=True)
     if leader is None:
-        return text_error(503, "Service Unavailable: no leading master is known")
+        return text_error(503, f"Service Unavailable: {reason}")
     address = leader.get("address") or {}
     host = address.get("hostname") or leader.get("hostname")
     raise web.HTTPTemporaryRedirect(f"//{host}:{address.get('port') or leader.get('port')}{path}")
@@ -166,6 +152,7 @@ def json_response(body: dict, request: web.Request) -> web.Response:
 
 
 async def read_json_call(request: web.Request) -> dict:
+    """The request's body as a JSON object, through `http_input` (UTF-8 only, bounded depth, size and integers)."""
     content_type = request.headers.get("Content-Type", "")
     mime = content_type.split(";")[0].strip().lower()
     if not mime:
@@ -179,11 +166,16 @@ async def read_json_call(request: web.Request) -> dict:
     accept = request.headers.get("Accept", "")
     if accept and not any(kind in accept for kind in ("application/json", "application/recordio", "*/*")):
         raise CallError(f"Expecting 'Accept' to allow application/json or application/recordio, got '{accept}'", 406)
-    body = await request.read()
     try:
-        call = json.loads(body)
-    except ValueError as error:
-        raise CallError(f"Failed to parse body into JSON: {error}") from None
+        async with asyncio.timeout(BODY_READ_TIMEOUT_SECONDS):
+            body = await request.read()
+        call = decode_json(body, request.charset)
+    except TimeoutError:
+        raise CallError(f"The request body did not arrive within {BODY_READ_TIMEOUT_SECONDS:.0f}s", 408) from None
+    except web.HTTPRequestEntityTooLarge as error:
+        raise CallError(f"Request body too large: {error.text}", 413) from None
+    except JsonInputError as error:
+        raise CallError(f"Failed to parse body into JSON: {error}", error.status) from None
     if not isinstance(call, dict):
         raise CallError(f"Expecting a JSON object (a v1 Call), got {type(call).__name__}")
     return call
@@ -198,10 +190,8 @@ async def scheduler_api(request: web.Request) -> web.StreamResponse:
     master = process.master
     if master is None:
         return redirect_to_leader(process, request.path_qs)
-    kind = call.get("type")
-    if kind not in SCHEDULER_CALLS:
-        return text_error(400, f"Unknown call type {kind!r}: expected one of {', '.join(sorted(SCHEDULER_CALLS))}")
     try:
+        kind = validation.validate_call(call)
         if kind == "SUBSCRIBE":
             return await subscribe(request, master, call)
         framework = master.framework_for_call(call, request.headers.get("Mesos-Stream-Id"))
@@ -212,16 +202,12 @@ async def scheduler_api(request: web.Request) -> web.StreamResponse:
 
 
 def dispatch_call(master: Master, framework, kind: str, call: dict) -> None:
+    """Run a call that `validation.validate_call` accepted."""
     body = call.get(kind.lower())
-    if body is not None and not isinstance(body, dict):
-        raise CallError(f"'{kind.lower()}' must be an object")
     if kind in NO_OP_CALLS:
         return
     if kind in UNSUPPORTED_CALLS:
         raise CallError(f"{kind} is not supported by this master")
-    required = {"ACCEPT", "DECLINE", "KILL", "SHUTDOWN", "ACKNOWLEDGE", "MESSAGE"}
-    if kind in required and body is None:
-        raise CallError(f"Expecting '{kind.lower()}' to be present")
     handlers = {
         "TEARDOWN": lambda: master.teardown(framework),
         "ACCEPT": lambda: master.accept(framework, body),
@@ -259,7 +245,7 @@ async def serve_stream(request: web.Request, response: web.StreamResponse, strea
     except (ConnectionError, RuntimeError):
         stream.abort()
         return response
-    stream.start()
+    stream.start(request.transport)
     await stream.wait_closed()
     return response
 
@@ -276,6 +262,7 @@ async def agent_subscribe(request: web.Request, master: Master) -> web.StreamRes
     stream = EventStream(response, f"agent-{request.remote}")
     try:
         body = await read_json_call(request)
+        validation.validate_agent_subscription(body)
         master.admit_agent(with_agent_ip(body, request.remote), stream)
     except CallError as error:
         return text_error(error.status, error.message)
@@ -311,6 +298,7 @@ def with_agent_ip(body: dict, remote: str | None) -> dict:
 async def agent_call(request: web.Request, master: Master) -> web.Response:
     try:
         call = await read_json_call(request)
+        validation.validate_agent_call(call)
         master.agent_call(request.headers.get("Mesos-Agent-Id"), call)
     except CallError as error:
         return text_error(error.status, error.message)
@@ -321,7 +309,7 @@ async def agent_call(request: web.Request, master: Master) -> web.Response:
 
 
 def build_app(process: MasterProcess) -> web.Application:
-    app = web.Application(client_max_size=64 * 1024 * 1024)
+    app = web.Application(client_max_size=MAX_BODY_BYTES)
     app[PROCESS_KEY] = process
     routes = [
         web.get("/health", health),

@@ -1,26 +1,29 @@
 """`mesolite master`: flags, the HTTP server, and leadership (ZooKeeper election, or standalone).
 
-The HTTP server runs for the whole life of the process; a `Master` exists only while this process
-leads. Losing the ZooKeeper session (or being out-sequenced) ends the term at once: every stream is
-closed and the state dropped, and the process contends again. A new term recovers from the registry.
+The HTTP server runs for the whole life of the process; a `Master` exists only while this process holds
+a term. A term ends when the ZooKeeper session is lost (expired, or disconnected for a whole session
+timeout) or another master out-sequences this one: every stream is closed, the state dropped, and the
+process contends again; a new term recovers from the registry. A dropped connection alone does not end
+the term (Mesos keeps its candidacy until the session expires): the `LeadershipLease` stops decisions
+while this master cannot prove its session, and a reconnection within the session timeout resumes them
+with agents and frameworks still connected.
 """
 
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import contextlib
 import ipaddress
 import logging
 import socket
 import sys
+import threading
 import time
 from types import SimpleNamespace
 
-from aiohttp import web
-
 from mesolite import MESOS_COMPATIBLE_VERSION
 from mesolite.flags import Flag, FlagError, FlagSet, boolean, duration
+from mesolite.http_server import start_http_server
 from mesolite.ids import IdGenerator, new_master_id
 from mesolite.master.allocator import DEFAULT_MIN_ALLOCATABLE, parse_min_allocatable
 from mesolite.master.core import Master, MasterSettings
@@ -28,7 +31,7 @@ from mesolite.master.http import build_app
 from mesolite.master.registry import Registry
 from mesolite.resources import ResourceError
 from mesolite.service import configure_logging, set_on_termination
-from mesolite.zookeeper.detector import ip_to_uint32
+from mesolite.zookeeper.detector import ip_to_uint32, master_address
 from mesolite.zookeeper.url import parse_zookeeper_url
 
 log = logging.getLogger("mesolite.master")
@@ -163,56 +166,64 @@ class LeadershipLease:
 
     Kazoo reports a dead connection only when its threads notice; a process that was frozen (SIGSTOP, a
     VM pause, a long GC-like stall) for longer than its session timeout would act as leader for a moment
-    after it thaws, while another master already leads. So the leader proves its session regularly: a
-    read of its own znode that started at T and found it owned by this session shows ZooKeeper heard
-    from us at T or later, so the session cannot expire (and nobody else be elected) before
+    after it thaws, while another master already leads. And a connection that dropped leaves the term in
+    place (see the module's documentation) while the session may be expiring. So the leader proves its
+    session regularly: a read of its own znode that started at T and found it owned by this session shows
+    ZooKeeper heard from us at T or later, so the session cannot expire (and nobody else be elected) before
     T + session timeout. We act only until T + half of it, and renew every quarter.
+
+    The renewal runs on a thread of its own, not on the event loop: a busy loop (a burst of registry
+    writes, a large /state) must not make the lease lapse while ZooKeeper is fine.
     """
 
-    def __init__(self, session, contender, session_timeout: float):
+    def __init__(self, session, election, session_timeout: float):
         self.session = session
-        self.contender = contender
+        self.election = election
         self.session_timeout = session_timeout
         self.valid_until = 0.0
-        # A thread of its own: in the shared default pool the renewal queued behind bursts of registry
-        # writes (one per agent that got a task) and the lease lapsed although ZooKeeper was fine.
-        self._executor = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="leadership-lease")
+        self._lock = threading.Lock()
+        self._stopped = threading.Event()
+        self._thread = threading.Thread(target=self._renew_forever, name="leadership-lease", daemon=True)
 
     def valid(self) -> bool:
         return time.monotonic() < self.valid_until
 
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stopped.set()
+
     async def renew(self) -> bool:
-        node = self.contender.node
-        if node is None or not self.session.connected:
+        """Renew now (at the start of a term), off the event loop."""
+        return await asyncio.to_thread(self.renew_blocking)
+
+    def renew_blocking(self) -> bool:
+        """Prove the session with a read of our znode; extend the lease if it is ours. Blocks (kazoo's threads)."""
+        path = self.election.node_path
+        client = self.session.client
+        if path is None or not self.session.connected:
             return False
         started = time.monotonic()
-        client = self.session.client
         try:
-            path = f"{self.contender.path}/{node}"
-            stat = await asyncio.get_running_loop().run_in_executor(self._executor, client.exists, path)
+            stat = client.exists(path)
         except Exception as error:
             log.warning("could not confirm the ZooKeeper session: %s", error)
             return False
         if stat is None or stat.ephemeralOwner != client.client_id[0]:
             return False
-        self.valid_until = max(self.valid_until, started + self.effective_timeout() / 2)
+        with self._lock:
+            self.valid_until = max(self.valid_until, started + self.effective_timeout() / 2)
         return True
 
     def effective_timeout(self) -> float:
         """The session timeout the server granted (it may clamp what we asked for), in seconds."""
-        negotiated = getattr(self.session.client, "_session_timeout", None)
-        if isinstance(negotiated, int | float) and negotiated > 0:
-            return min(self.session_timeout, negotiated / 1000)
-        return self.session_timeout
+        return min(self.session_timeout, self.session.effective_timeout)
 
-    async def run(self) -> None:
-        try:
-            while True:
-                await asyncio.sleep(self.effective_timeout() / 4)
-                if self.contender.is_leader:
-                    await self.renew()
-        finally:
-            self._executor.shutdown(wait=False, cancel_futures=True)
+    def _renew_forever(self) -> None:
+        while not self._stopped.wait(self.effective_timeout() / 4):
+            if self.election.is_leader:
+                self.renew_blocking()
 
 
 class MasterProcess:
@@ -240,17 +251,16 @@ class MasterProcess:
         self.lease: LeadershipLease | None = None
         self.leader_info: dict | None = None
         self.session = None
-        self.contender = None
-        self.lease_task: asyncio.Task | None = None
+        self.election = None
         self._term_lock = asyncio.Lock()
 
     def is_leading(self) -> bool:
-        """Act as leader right now? Elected, session connected, and the lease fresh (see LeadershipLease)."""
+        """Act as leader right now? In a term and with a fresh lease (see LeadershipLease)."""
         if self._master is None:
             return False
-        if self.contender is None:
+        if self.election is None:
             return True  # standalone
-        return self.contender.is_leader and self.lease is not None and self.lease.valid()
+        return self.election.is_leader and self.lease is not None and self.lease.valid()
 
     @property
     def master(self) -> Master | None:
@@ -269,7 +279,7 @@ class MasterProcess:
                     agent_snapshot=lambda agent_id: master.agent_record(agent_id),
                     framework_snapshot=lambda framework_id: master.framework_record(framework_id),
                     flush_interval=self.flags.registry_flush_interval,
-                    is_leading=lambda: self.contender is not None and self.contender.is_leader and self.lease.valid(),
+                    is_leading=lambda: self.election is not None and self.election.is_leader and self.lease.valid(),
                 )
             master = Master(self.info, self.ids, self.settings, registry, is_leading=self.is_leading)
             log.info("elected leading master %s", self.info["pid"])
@@ -279,10 +289,34 @@ class MasterProcess:
                 log.exception("recovering the registry failed; giving up this term")
                 await master.stop("recovery failed")
                 raise
-            if self.contender is not None and not (self.contender.is_leader and await self.lease.renew()):
+            if self.election is not None and not (self.election.is_leader and await self.lease.renew()):
                 await master.stop("lost leadership while recovering")
                 return
             self._master = master
+
+    def redirect_target(self, include_self: bool = False) -> tuple[dict | None, str]:
+        """The leader to send a request to that this process cannot serve, or None and why (for a 503).
+
+        With `include_self` (for /redirect, which names the leader) this process is a fine answer when it
+        is the one elected, even while it cannot act."""
+        leader = self.leader_info
+        if leader is None:
+            return None, "no leading master is known"
+        if leader.get("id") == self.info["id"]:
+            if include_self:
+                return leader, ""
+            if self._master is None:
+                return None, "this master is recovering its state"
+            return None, "this master cannot confirm its ZooKeeper session right now"
+        with contextlib.suppress(ValueError):
+            if master_address(leader) == master_address(self.info):
+                # A previous process on this address (killed, then restarted) still holds the lowest znode:
+                # a redirect would point back here. Its session expires within the session timeout.
+                return None, (
+                    f"the leader {leader.get('id')} at {master_address(leader)} is a previous master process on "
+                    "this address whose ZooKeeper session has not expired yet"
+                )
+        return leader, ""
 
     async def on_lost(self, reason: str) -> None:
         master, self._master = self._master, None
@@ -304,19 +338,16 @@ async def run(flags: SimpleNamespace) -> None:
     if warning:
         log.warning(warning)
     app = build_app(process)
-    runner = web.AppRunner(app, handler_cancellation=True, access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, flags.ip or "0.0.0.0", flags.port, backlog=4096)
-    await site.start()
+    runner = await start_http_server(app, flags.ip or "0.0.0.0", flags.port, backlog=4096, handler_cancellation=True)
     log.info("master %s listening on %s:%d", process.info["id"], flags.ip or "0.0.0.0", flags.port)
 
     stop = asyncio.Event()
     set_on_termination(stop)
 
-    detector = contender = None
+    detector = election = None
     try:
         if flags.zk:
-            detector, contender = await start_election(process, flags)
+            detector, election = await start_election(process, flags)
         else:
             log.warning("no --zk given: running as a standalone leader (no failover, no registry)")
             process.leader_info = process.info
@@ -324,11 +355,11 @@ async def run(flags: SimpleNamespace) -> None:
         await stop.wait()
         log.info("shutting down")
     finally:
-        if process.lease_task is not None:
-            process.lease_task.cancel()
-        if contender is not None:
+        if process.lease is not None:
+            process.lease.stop()
+        if election is not None:
             with contextlib.suppress(Exception):
-                await contender.stop()
+                await election.stop()
         await process.on_lost("shutting down")
         if detector is not None:
             with contextlib.suppress(Exception):
@@ -340,8 +371,8 @@ async def run(flags: SimpleNamespace) -> None:
 
 
 async def start_election(process: MasterProcess, flags: SimpleNamespace):
-    from mesolite.zookeeper.contender import Contender
     from mesolite.zookeeper.detector import MasterDetector
+    from mesolite.zookeeper.election import LeaderElection, SuspensionPolicy
     from mesolite.zookeeper.session import ZooKeeperSession
 
     try:
@@ -362,12 +393,18 @@ async def start_election(process: MasterProcess, flags: SimpleNamespace):
 
     detector = MasterDetector(session=session, on_change=leader_changed)
     await detector.start()
-    contender = Contender(session, process.info, on_elected=process.on_elected, on_lost=process.on_lost)
-    process.contender = contender
-    process.lease = LeadershipLease(session, contender, flags.zk_session_timeout)
-    process.lease_task = asyncio.create_task(process.lease.run(), name="leadership-lease")
-    await contender.start()
-    return detector, contender
+    election = LeaderElection(
+        session,
+        process.info,
+        on_elected=process.on_elected,
+        on_lost=process.on_lost,
+        policy=SuspensionPolicy.KEEP_TERM_UNTIL_EXPIRY,
+    )
+    process.election = election
+    process.lease = LeadershipLease(session, election, flags.zk_session_timeout)
+    process.lease.start()
+    await election.start()
+    return detector, election
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -12,7 +12,7 @@ from typing import Any
 
 from kazoo.exceptions import NoNodeError
 
-from mesolite.zookeeper.contender import MASTER_INFO_LABEL
+from mesolite.zookeeper.election import MASTER_INFO_LABEL
 from mesolite.zookeeper.membership import Member, leading_member
 from mesolite.zookeeper.session import SessionState, WatchedEvaluation, ZooKeeperSession
 from mesolite.zookeeper.url import ZooKeeperUrl, parse_zookeeper_url
@@ -65,7 +65,9 @@ class MasterDetector:
 
     Use as `async for leader in detector.changes()`, through `on_change`, or with `wait_for_leader`.
     A suspended session keeps the last leader (the agent should not drop a healthy connection because
-    ZooKeeper blinked); after the session comes back the leader is read again.
+    ZooKeeper blinked); after the session comes back the leader is read again. A session suspended for a
+    whole session timeout (TIMED_OUT: a quorum loss, a partition) reports no leader: by then the old
+    leader's session has expired too, or it stepped down, and sending anyone to it would be a lie.
     """
 
     def __init__(
@@ -126,6 +128,11 @@ class MasterDetector:
     async def _on_session_state(self, state: SessionState) -> None:
         if state == SessionState.CONNECTED:
             await self._evaluation.run()
+        elif state in (SessionState.TIMED_OUT, SessionState.LOST):
+            async with self._lock:
+                self._leader_member = None
+                if self._known.is_set():
+                    await self._announce(None)
 
     async def _evaluate(self) -> None:
         """Read who leads and announce it if that changed; re-arms the watch.
@@ -136,8 +143,16 @@ class MasterDetector:
         try:
             children = await self.session.run(client.get_children, self.url.path, watch=self._evaluation.watch)
         except NoNodeError:
-            # No master ever ran here: wait for the path to appear.
-            await self.session.run(client.exists, self.url.path, watch=self._evaluation.watch)
+            # No master ever ran here: wait for the path to appear. If it appeared since we listed it, the
+            # existence watch is a data watch on a node that exists and would never tell us about members:
+            # list the children again (with a children watch) instead.
+            try:
+                if await self.session.run(client.exists, self.url.path, watch=self._evaluation.watch) is not None:
+                    self._evaluation.schedule()
+                    return
+            except Exception as error:
+                log.warning("watching for %s failed: %s", self.url, error)
+                return
             children = []
         except Exception as error:
             log.warning("reading masters under %s failed: %s", self.url, error)

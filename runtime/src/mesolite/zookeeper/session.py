@@ -10,8 +10,9 @@ from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 from kazoo.client import KazooClient
+from kazoo.exceptions import ConnectionLoss
 from kazoo.handlers.threading import KazooTimeoutError
-from kazoo.protocol.states import KazooState
+from kazoo.protocol.states import KazooState, KeeperState
 from kazoo.retry import KazooRetry
 from kazoo.security import CREATOR_ALL_ACL, READ_ACL_UNSAFE
 
@@ -29,11 +30,32 @@ class SessionState(enum.Enum):
     """What the session means for whoever relies on it (the names are kazoo's)."""
 
     CONNECTED = "CONNECTED"  # connected; ephemeral nodes of this session exist
-    SUSPENDED = "SUSPENDED"  # connection dropped: the session may or may not survive; act as if it did not
+    SUSPENDED = "SUSPENDED"  # connection dropped: the session may or may not survive (kazoo is reconnecting)
+    # Suspended for a whole session timeout without reconnecting (a ZooKeeper quorum loss, a partition):
+    # the servers have expired the session, or will as soon as they have a quorum again. Kazoo cannot tell
+    # (only a server can say "expired"), so the session says it, as Mesos's group does. CONNECTED (the
+    # session survived after all) or LOST follows once a server answers.
+    TIMED_OUT = "TIMED_OUT"
     LOST = "LOST"  # the session is gone (expired or closed): its ephemeral nodes are gone too
 
 
 StateListener = Callable[[SessionState], Awaitable[None] | None]
+
+
+class FailFastKazooClient(KazooClient):
+    """A KazooClient whose requests fail at once (ConnectionLoss) while the connection is down.
+
+    Kazoo queues a request made while it reconnects and sends it whenever a connection comes back — maybe
+    a minute later, after its caller was told it failed (an HTTP client timed out, a term ended). A request
+    either goes out now or not at all; requests in flight when the connection drops fail with ConnectionLoss
+    as before (their outcome is unknown: see MarathonStorage for settling it).
+    """
+
+    def _call(self, request, async_object):  # type: ignore[no-untyped-def] - kazoo's private hook
+        if self._state == KeeperState.CONNECTING and async_object is not None:
+            async_object.set_exception(ConnectionLoss("not connected to ZooKeeper"))
+            return False
+        return super()._call(request, async_object)
 
 
 class ZooKeeperSession:
@@ -42,13 +64,14 @@ class ZooKeeperSession:
     Kazoo runs its own threads; this class hands everything back to the event loop: state changes go to
     listeners registered with `add_state_listener` (called in order, on the loop), and blocking kazoo calls
     run in a worker thread through `run`. After LOST, kazoo keeps trying and a CONNECTED follows with a
-    fresh session; listeners that own ephemeral nodes must recreate them then.
+    fresh session; listeners that own ephemeral nodes must recreate them then. A SUSPENDED that lasts a
+    whole session timeout is followed by TIMED_OUT.
     """
 
     def __init__(self, url: ZooKeeperUrl | str, session_timeout: float = 10.0) -> None:
         self.url = parse_zookeeper_url(url) if isinstance(url, str) else url
         auth_data = [("digest", self.url.digest)] if self.url.digest else None
-        self.client = KazooClient(
+        self.client = FailFastKazooClient(
             hosts=self.url.hosts,
             timeout=session_timeout,
             auth_data=auth_data,
@@ -57,7 +80,9 @@ class ZooKeeperSession:
             connection_retry=KazooRetry(max_tries=-1, delay=0.1, max_delay=2.0),
             command_retry=KazooRetry(max_tries=3, delay=0.1, max_delay=1.0),
         )
+        self.session_timeout = session_timeout
         self.state = SessionState.LOST
+        self._timed_out_timer: asyncio.TimerHandle | None = None
         self._listeners: list[StateListener] = []
         self._loop: asyncio.AbstractEventLoop | None = None
         self._delivery: asyncio.Queue[SessionState] | None = None
@@ -67,6 +92,14 @@ class ZooKeeperSession:
     def connected(self) -> bool:
         """True only while the session is usable, judged by kazoo itself (not by what was delivered yet)."""
         return self.state == SessionState.CONNECTED and self.client.state == KazooState.CONNECTED
+
+    @property
+    def effective_timeout(self) -> float:
+        """The session timeout in seconds: what we asked for, or less if the server granted less."""
+        negotiated = getattr(self.client, "_session_timeout", None)
+        if isinstance(negotiated, int | float) and negotiated > 0:
+            return min(self.session_timeout, negotiated / 1000)
+        return self.session_timeout
 
     def add_state_listener(self, listener: StateListener) -> None:
         """Call `listener(state)` on the event loop for every state change, in order."""
@@ -123,10 +156,17 @@ class ZooKeeperSession:
             await self._set_state(await self._delivery.get())
 
     async def _set_state(self, state: SessionState) -> None:
-        if state == self.state:
+        if state == self.state or (state == SessionState.TIMED_OUT and self.state != SessionState.SUSPENDED):
             return
         log.info("ZooKeeper session %s: %s -> %s", self.url, self.state.value, state.value)
         self.state = state
+        if self._timed_out_timer is not None:
+            self._timed_out_timer.cancel()
+            self._timed_out_timer = None
+        if state == SessionState.SUSPENDED and self._loop is not None and self._delivery is not None:
+            self._timed_out_timer = self._loop.call_later(
+                self.effective_timeout, self._delivery.put_nowait, SessionState.TIMED_OUT
+            )
         for listener in list(self._listeners):
             try:
                 outcome = listener(state)
@@ -146,7 +186,7 @@ class ZooKeeperSession:
 class WatchedEvaluation:
     """Runs an owner's `evaluate()` now and again each time a ZooKeeper watch fires, one evaluation at a time.
 
-    The election contender and the master detector both read the children of a znode with a watch and
+    The election and the master detector both read the children of a znode with a watch and
     read them again when it fires. An evaluation runs under the owner's `lock`, and only while `running()`
     says so and the session is connected. Each re-reading is a task of its own, kept here until it ends:
     the event loop holds only a weak reference to a task.

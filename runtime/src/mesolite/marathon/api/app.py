@@ -10,6 +10,9 @@ from aiohttp import web
 from mesolite.marathon.api import apps, deployments, events, groups, info, queue, tasks
 from mesolite.marathon.api.context import SERVICE
 from mesolite.marathon.api.errors import error_middleware
+from mesolite.marathon.api.proxy import add_leader_header, leader_proxy_middleware
+from mesolite.marathon.api.request_limits import body_limit, json_content_type_middleware, url_limit
+from mesolite.marathon.record_size import DEFAULT_MAX_NODE_SIZE
 
 if TYPE_CHECKING:
     from mesolite.marathon.service import MarathonService
@@ -18,9 +21,12 @@ log = logging.getLogger(__name__)
 
 
 def create_http_app(service: MarathonService) -> web.Application:
-    from mesolite.marathon.leadership import add_leader_header, leader_proxy_middleware
-
-    application = web.Application(middlewares=[leader_proxy_middleware, error_middleware], client_max_size=16 * 1024**2)
+    max_node_size = getattr(service.flags, "zk_max_node_size", DEFAULT_MAX_NODE_SIZE)
+    application = web.Application(
+        middlewares=[leader_proxy_middleware, error_middleware, json_content_type_middleware],
+        client_max_size=body_limit(max_node_size),
+        handler_args={"max_line_size": url_limit(max_node_size)},
+    )
     application[SERVICE] = service
     application.on_response_prepare.append(add_leader_header)
     for module in (apps, tasks, deployments, groups, queue, events, info):

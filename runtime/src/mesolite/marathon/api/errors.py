@@ -6,9 +6,10 @@ import logging
 
 from aiohttp import web
 
-from mesolite.marathon.api.context import NotLeading
+from mesolite.marathon.api.context import NotLeading, RequestRefused
 from mesolite.marathon.app_definition import ValidationError
 from mesolite.marathon.core import Conflict, NotFound
+from mesolite.marathon.storage import StorageUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -27,7 +28,9 @@ async def error_middleware(request: web.Request, handler) -> web.StreamResponse:
         return json_error(404, {"message": str(error)})
     except Conflict as error:
         return json_error(409, {"message": str(error), "deployments": error.deployments})
-    except NotLeading as error:
+    except RequestRefused as error:
+        return json_error(error.status, {"message": str(error)})
+    except (NotLeading, StorageUnavailable) as error:
         return json_error(503, {"message": str(error)})
     except web.HTTPException as error:
         if error.content_type == "application/json" or error.status < 400:
