@@ -259,3 +259,57 @@ async def test_health_verdicts_publish_events_and_kill_after_max_failures(schedu
     kinds = [e["eventType"] for e in marathon.events.recent]
     assert kinds.count("health_status_changed_event") == 2
     assert "unhealthy_task_kill_event" in kinds and "failed_health_check_event" in kinds
+
+
+async def test_updates_of_an_unknown_task_are_killed_at_most_once_per_window(scheduler, monkeypatch):
+    from mesolite.marathon import scheduler as scheduler_module
+    from mesolite.retry import RetryPolicy
+
+    monkeypatch.setattr(
+        scheduler_module, "UNKNOWN_TASK_KILL_POLICY", RetryPolicy(0.2, 0.2, jitter=False), raising=False
+    )
+    for _ in range(50):  # e.g. the master answering each kill with the task's state
+        await scheduler.on_event(status("ghost.1", "TASK_RUNNING"))
+    assert scheduler.client.of("kill") == ["ghost.1"]
+    await asyncio.sleep(0.25)
+    await scheduler.on_event(status("ghost.1", "TASK_RUNNING"))
+    assert scheduler.client.of("kill") == ["ghost.1", "ghost.1"], "killed again once the window is over"
+    assert len(scheduler.client.of("acknowledge")) == 51, "every update is still acknowledged"
+
+
+async def test_the_masters_answer_about_an_unreachable_unknown_task_is_not_killed(scheduler):
+    # The master answers a KILL of a task on an unreachable agent with TASK_UNREACHABLE: killing that answer
+    # again was an endless loop (issue 11, defect 9).
+    answer = status("ghost.2", "TASK_UNREACHABLE", reason="REASON_RECONCILIATION", source="SOURCE_MASTER")
+    answer["update"]["status"].pop("uuid")
+    for _ in range(5):
+        await scheduler.on_event(answer)
+    await scheduler.on_event(status("ghost.3", "TASK_LOST"))
+    await scheduler.on_event(status("ghost.4", "TASK_GONE"))
+    assert scheduler.client.of("kill") == []
+
+
+async def test_a_retried_starting_does_not_undo_running(scheduler):
+    marathon = scheduler.marathon
+    await marathon.create_app({"id": "s", "cmd": "x", "cpus": 0.1})
+    (task_id,) = await run_all(scheduler, "/s")
+    # After a failover the agent re-sends the TASK_STARTING nobody acknowledged; reconciliation said RUNNING.
+    await scheduler.on_event(status(task_id, "TASK_STARTING"))
+    assert marathon.tasks[task_id].state == "TASK_RUNNING"
+    assert scheduler.client.of("acknowledge")[-1]["state"] == "TASK_STARTING", "acknowledged all the same"
+
+
+async def test_deleting_a_group_whose_apps_stop_in_different_ticks_finishes(scheduler):
+    marathon = scheduler.marathon
+    apps = [{"id": name, "cmd": "x", "cpus": 0.1} for name in ("a", "b", "c")]
+    await marathon.put_group({"id": "/g", "apps": apps})
+    launched = await run_all(scheduler, "/g/a")
+    assert len(launched) == 3 and not marathon.deployments
+    deployment = await marathon.delete_group("/g")
+    await settle(scheduler)
+    assert sorted(scheduler.client.of("kill")) == sorted(launched)
+    for task_id in launched:  # one app stops per tick
+        await scheduler.on_event(status(task_id, "TASK_KILLED"))
+        await settle(scheduler, 1)
+    assert deployment.id not in marathon.deployments, "the deletion's deployment finished"
+    assert not marathon.stopping

@@ -13,7 +13,7 @@ import json
 import pytest
 from scripted_master import ScriptedMaster
 
-from mesolite.scheduler.client import SchedulerClient, SchedulerError, parse_master
+from mesolite.scheduler.client import FrameworkRemoved, SchedulerClient, SchedulerError, parse_master
 from mesolite.zookeeper.detector import ip_to_uint32
 from mesolite.zookeeper.session import ZooKeeperSession
 
@@ -150,12 +150,28 @@ async def test_refused_subscription_raises(master):
         await asyncio.wait_for(framework.task, 10)
 
 
-async def test_error_event_ends_run(master):
+async def test_error_event_ends_run_with_framework_removed(master):
     framework = Framework(master.address).start()
     await framework.wait_for(lambda: framework.client.subscribed.is_set(), "SUBSCRIBED")
     await master.send({"type": "ERROR", "error": {"message": "Framework has been removed"}})
-    await asyncio.wait_for(framework.task, 10)
+    with pytest.raises(FrameworkRemoved, match="Framework has been removed"):
+        await asyncio.wait_for(framework.task, 10)
     assert event_types(framework) == ["SUBSCRIBED", "ERROR"]
+    assert len(master.subscribes) == 1, "no re-subscription after ERROR"
+
+
+async def test_a_closed_stream_is_not_final_and_the_client_keeps_subscribing(master):
+    """A master stepping down closes the stream without ERROR: the client subscribes again, however often."""
+    framework = Framework(master.address).start()
+    try:
+        for attempt in range(2, 5):
+            await framework.wait_for(lambda: framework.client.subscribed.is_set(), "SUBSCRIBED")
+            await master.close_streams()
+            await framework.wait_for(lambda a=attempt: len(master.subscribes) == a, f"SUBSCRIBE number {attempt}")
+        assert not framework.task.done()
+        assert all(s["framework_id"] == {"value": "framework-1"} for s in master.subscribes[1:])
+    finally:
+        await framework.stop()
 
 
 async def test_calls_before_subscribing_are_refused_clearly(master):

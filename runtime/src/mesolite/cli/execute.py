@@ -14,7 +14,13 @@ from typing import Any
 from mesolite.flags import Flag, FlagError, FlagSet, duration
 from mesolite.protocol.v1 import is_terminal
 from mesolite.resources import ResourceError, Resources, parse_resources
-from mesolite.scheduler.client import SchedulerCallError, SchedulerClient, SchedulerError, parse_master
+from mesolite.scheduler.client import (
+    FrameworkRemoved,
+    SchedulerCallError,
+    SchedulerClient,
+    SchedulerError,
+    parse_master,
+)
 
 EXIT_FINISHED = 0
 EXIT_TASK_NOT_FINISHED = 1
@@ -176,6 +182,10 @@ class Execution:
     async def run(self) -> int:
         try:
             await self.client.run()
+        except FrameworkRemoved:
+            # The ERROR event was printed as it came. A failover of the master is no error: the client
+            # follows the new leader, and SUBSCRIBED reconciles the task.
+            return EXIT_MASTER_REFUSED
         except SchedulerError as error:
             print(f"mesos-execute: {error}", file=sys.stderr)
             return EXIT_MASTER_REFUSED

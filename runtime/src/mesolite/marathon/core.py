@@ -425,6 +425,10 @@ class Marathon:
                 log.info("the master does not know task %s yet; asking again until its agent is back", task.id)
             return True
         task.reconciling_since = None
+        if state in ("TASK_STAGING", "TASK_STARTING") and task.state in ("TASK_RUNNING", "TASK_KILLING"):
+            # An older update re-sent because nobody acknowledged it (e.g. across a failover of Marathon):
+            # the task is past it already (reconciliation reported the agent's latest state).
+            return True
         previous_state = task.state
         task.state = state
         if state == "TASK_RUNNING" and task.started_at is None:
@@ -590,6 +594,11 @@ class Marathon:
                     self.last_failures.pop(app_id, None)
                     self.events.publish("app_terminated_event", appId=app_id)
                     done_apps.add(app_id)
+            # A stopped app stays done: the apps of one step may stop in different ticks.
+            for deployment in self.deployments.values():
+                for action in deployment.current_actions:
+                    if action.action == "StopApplication" and action.app not in self.stopping:
+                        done_apps.add(action.app)
             for task in self.tasks.values():
                 if task.kill_requested_at and now - task.kill_requested_at > KILL_RETRY_SECONDS:
                     await self.kill(task, "the earlier kill was not confirmed")

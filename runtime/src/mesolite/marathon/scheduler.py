@@ -18,8 +18,9 @@ import aiohttp
 from mesolite.marathon import health
 from mesolite.marathon.core import Marathon
 from mesolite.marathon.matching import Launch, OfferResources, match
-from mesolite.marathon.tasks import MarathonTask
+from mesolite.marathon.tasks import ACTIVE_STATES, TERMINAL_STATES, MarathonTask
 from mesolite.marathon.timestamps import now_timestamp
+from mesolite.retry import Backoff, RetryPolicy
 
 log = logging.getLogger(__name__)
 
@@ -31,6 +32,12 @@ TICK_SECONDS = 0.5
 RECONCILE_RETRY_SECONDS = 3.0
 # How often every task is reconciled (Marathon's --reconciliation_interval default): lost updates heal.
 RECONCILIATION_INTERVAL_SECONDS = 600.0
+# Kills of a task Marathon does not know: the first at once, then at most one per window, the window growing.
+# The master answers a kill of a task it cannot reach with a status update about it: without a window, each
+# answer would be killed again, and the pair would loop as fast as the network allows.
+UNKNOWN_TASK_KILL_POLICY = RetryPolicy(initial=5.0, maximum=300.0, factor=2.0, jitter=False)
+# How many unknown tasks are remembered for that window (the oldest are forgotten first).
+MAX_UNKNOWN_TASKS_REMEMBERED = 10_000
 
 
 class MesosClient(Protocol):
@@ -77,6 +84,8 @@ class MesosScheduler:
         self._probing: set[tuple[str, int]] = set()
         self._probes: set[asyncio.Task] = set()
         self._next_probe: dict[tuple[str, int], float] = {}
+        # Unknown task id -> (its kill back-off, when the next kill may be sent; monotonic seconds).
+        self._unknown_kills: dict[str, tuple[Backoff, float]] = {}
 
     def attach(self, client: MesosClient) -> None:
         self.client = client
@@ -179,7 +188,7 @@ class MesosScheduler:
         assert self.client is not None
         async with self.marathon.lock:
             known = await self.marathon.status_update(status)
-        if not known:
+        if not known and self._may_kill_unknown(status):
             task_id = status["task_id"]["value"]
             agent_id = (status.get("agent_id") or {}).get("value")
             log.info("killing task %s, which Marathon does not know (state %s)", task_id, status.get("state"))
@@ -187,6 +196,33 @@ class MesosScheduler:
                 await self.client.kill(task_id, agent_id)
         with contextlib.suppress(Exception):
             await self.client.acknowledge(dict(status))
+
+    def _may_kill_unknown(self, status: Mapping[str, Any]) -> bool:
+        """Whether an update of a task Marathon does not know should be answered with a KILL now."""
+        task_id = status["task_id"]["value"]
+        state = status.get("state", "")
+        if state in TERMINAL_STATES:
+            self._unknown_kills.pop(task_id, None)
+            return False
+        if (
+            state not in ACTIVE_STATES
+            and status.get("reason") == "REASON_RECONCILIATION"
+            and status.get("source", "SOURCE_MASTER") == "SOURCE_MASTER"
+        ):
+            # The master's own answer about a task it cannot reach (e.g. TASK_UNREACHABLE): a KILL could
+            # not reach it either, and would only be answered with this same update.
+            return False
+        now = time.monotonic()
+        backoff, next_kill = self._unknown_kills.get(task_id, (None, 0.0))
+        if backoff is None:
+            backoff = UNKNOWN_TASK_KILL_POLICY.backoff()
+        elif now < next_kill:
+            return False
+        self._unknown_kills.pop(task_id, None)  # re-inserted last: the dict stays in order of last kill
+        self._unknown_kills[task_id] = (backoff, now + backoff.next_delay())
+        while len(self._unknown_kills) > MAX_UNKNOWN_TASKS_REMEMBERED:
+            del self._unknown_kills[next(iter(self._unknown_kills))]
+        return True
 
     # -- the periodic work ------------------------------------------------------------------------
 

@@ -116,6 +116,7 @@ def snapshot(master: Master | None, start_time: float) -> dict[str, float]:
         "master/frameworks_registered",
         "master/tasks_launched",
         "master/messages_status_update",
+        "master/messages_kill_task",
         "master/valid_status_updates",
         "master/offers_sent",
         "master/offers_rescinded",

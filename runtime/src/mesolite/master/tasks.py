@@ -2,14 +2,19 @@
 
 States only move forward: a terminal state is final, and a late non-terminal update after it is
 ignored (it is still forwarded so that the agent gets its acknowledgement). The master keeps a task
-until its frameworks has acknowledged the terminal update; then it becomes a completed task.
+until its framework has acknowledged the terminal update; then it becomes a completed task.
+
+As in Mesos, an agent sends only the oldest unacknowledged update of a task, and attaches `latest_state`:
+the newest state it knows. The task's state is that latest state (what /state and reconciliation report
+at once, even while a framework has not acknowledged an older update), while the update itself is
+forwarded unchanged and `unacknowledged_state` remembers the state of the update awaiting acknowledgement.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from mesolite.protocol.v1 import id_value, is_terminal, now, task_status, value_of
+from mesolite.protocol.v1 import TASK_STATES, id_value, is_terminal, now, task_status, value_of
 from mesolite.resources import Resources
 
 # How many status entries a task keeps for /state (Mesos keeps the whole history; a bound keeps
@@ -29,8 +34,9 @@ class Task:
     state: str = "TASK_STAGING"
     latest_status: dict | None = None
     statuses: list[dict] = field(default_factory=list)
-    # The uuid of the newest update forwarded and not yet acknowledged (None once acknowledged).
+    # The uuid and state of the newest update forwarded and not yet acknowledged (None once acknowledged).
     unacknowledged_uuid: str | None = None
+    unacknowledged_state: str | None = None
     created: float = field(default_factory=now)
     unreachable_time: float | None = None
 
@@ -42,24 +48,40 @@ class Task:
     def name(self) -> str:
         return self.info.get("name", "")
 
-    def apply(self, status: dict) -> bool:
-        """Record a status; True when the task's state changed."""
+    def apply(self, status: dict, latest_state: str | None = None) -> bool:
+        """Record a status (and the agent's `latest_state`, when the update carries one); True when the
+        task's state changed."""
         state = status.get("state", "")
-        if self.terminal and state != self.state:
+        new_state = latest_state if latest_state in TASK_STATES else state
+        if status.get("uuid"):
+            self.unacknowledged_uuid = status["uuid"]
+            self.unacknowledged_state = state
+        if self.terminal and new_state != self.state:
             return False
-        changed = state != self.state
-        self.state = state
+        changed = new_state != self.state
+        self.state = new_state
         self.latest_status = status
         entry = {"state": state, "timestamp": status.get("timestamp", now())}
         for key in ("container_status", "healthy", "labels"):
             if key in status:
                 entry[key] = status[key]
-        if changed or not self.statuses:
+        # One entry per state in a row (as Mesos keeps them): a retried or repeated update replaces its entry.
+        if self.statuses and self.statuses[-1].get("state") == state:
+            self.statuses[-1] = entry
+        else:
             self.statuses.append(entry)
             del self.statuses[:-MAX_STATUS_HISTORY]
-        if status.get("uuid"):
-            self.unacknowledged_uuid = status["uuid"]
         return changed
+
+    def acknowledged(self, uuid: str) -> bool:
+        """The framework acknowledged `uuid`; True when that was the update awaited and it was terminal
+        (then the master may forget the task)."""
+        if self.unacknowledged_uuid != uuid:
+            return False
+        final = is_terminal(self.unacknowledged_state or "")
+        self.unacknowledged_uuid = None
+        self.unacknowledged_state = None
+        return final
 
     def current_status(self, reason: str | None = None, message: str | None = None) -> dict:
         """The latest status without a uuid (for reconciliation: it needs no acknowledgement)."""

@@ -3,6 +3,12 @@
 The client finds the master from a `zk://` URL (or a `file://` holding one, or `host:port`), subscribes with
 a chunked RecordIO stream, and hands every event to `on_event`. It re-subscribes with the same framework id
 whenever the stream ends, the leader changes, a non-leader redirects it (307), or heartbeats stop arriving.
+
+As in Mesos, a master failover is not a framework error: the master that steps down just closes its streams,
+and the client finds the next leader (through ZooKeeper, or at the same fixed address) and subscribes again,
+waiting by `RECONNECT_POLICY` between failed attempts (the wait starts over for each newly detected leader).
+An ERROR event is different: the master removed the framework, for good. `run()` then raises
+`FrameworkRemoved`, and the program decides what that means (Marathon exits so that a standby takes over).
 """
 
 from __future__ import annotations
@@ -18,6 +24,7 @@ from typing import Any
 import aiohttp
 
 from mesolite.protocol.recordio import RecordIOError, read_records
+from mesolite.retry import Backoff, RetryPolicy
 from mesolite.zookeeper.detector import MasterDetector, master_address
 from mesolite.zookeeper.url import FILE_SCHEME, ZOOKEEPER_SCHEME, read_url_file
 
@@ -27,12 +34,19 @@ SCHEDULER_PATH = "/api/v1/scheduler"
 DEFAULT_HEARTBEAT_INTERVAL = 15.0  # Mesos's; SUBSCRIBED tells the real one
 MISSED_HEARTBEATS_BEFORE_RECONNECT = 3
 MAX_REDIRECTS = 5
+# Waits between failed subscription attempts: short at first (a new leader is usually there within a
+# second or two), growing while no master answers, jittered so that frameworks do not retry in step.
+RECONNECT_POLICY = RetryPolicy(initial=1.0, maximum=10.0, factor=2.0, jitter=True)
 
 EventHandler = Callable[[dict], Awaitable[None] | None]
 
 
 class SchedulerError(Exception):
     """The master refused the framework for good (e.g. a bad FrameworkInfo or a removed framework)."""
+
+
+class FrameworkRemoved(SchedulerError):
+    """The master sent ERROR: it removed the framework (torn down, failover timeout elapsed, refused)."""
 
 
 class SchedulerCallError(Exception):
@@ -76,8 +90,9 @@ def parse_master(master: str) -> tuple[str | None, str | None]:
 class SchedulerClient:
     """One framework's connection to the Mesos master (see the module docstring).
 
-    `run()` returns after `stop()`, after TEARDOWN, or after an ERROR event (the master removed the
-    framework); it raises `SchedulerError` when the master refuses the subscription outright.
+    `run()` returns after `stop()` or TEARDOWN. It raises `FrameworkRemoved` after an ERROR event (the
+    master removed the framework) and `SchedulerError` when the master refuses the subscription outright.
+    A leader that steps down or dies is not an error: the client subscribes again, to the next leader.
     """
 
     def __init__(
@@ -88,7 +103,7 @@ class SchedulerClient:
         *,
         implicit_acknowledgements: bool = False,
         credentials: tuple[str, str] | None = None,
-        reconnect_delay: float = 1.0,
+        reconnect_delay: float | None = None,
         missed_heartbeats: int = MISSED_HEARTBEATS_BEFORE_RECONNECT,
     ) -> None:
         self.zookeeper_url, self._static_address = parse_master(master)
@@ -101,12 +116,18 @@ class SchedulerClient:
         self._on_event = on_event
         self._implicit_acknowledgements = implicit_acknowledgements
         self._auth = aiohttp.BasicAuth(*credentials) if credentials else None
-        self._reconnect_delay = reconnect_delay
+        # `reconnect_delay` (tests) replaces the policy's first wait; the wait still grows from there.
+        policy = RECONNECT_POLICY
+        if reconnect_delay is not None:
+            policy = RetryPolicy(reconnect_delay, max(reconnect_delay, policy.maximum), policy.factor, policy.jitter)
+        self._reconnect_backoff: Backoff = policy.backoff()
+        self.removed_reason: str | None = None  # the ERROR's message, once the master removed the framework
         self._missed_heartbeats = missed_heartbeats
         self._http: aiohttp.ClientSession | None = None
         self._detector: MasterDetector | None = None
         self._leader_address: str | None = self._static_address
         self._leader_changed = asyncio.Event()
+        self._leader_generation = 0  # counts detected leader changes: each one restarts the back-off
         self._stopping = asyncio.Event()
         self.subscribed = asyncio.Event()
 
@@ -125,6 +146,7 @@ class SchedulerClient:
                 if address is None:
                     break
                 redirected_to = None
+                generation = self._leader_generation
                 try:
                     await self._subscribe_and_read(address)
                     if self._stopping.is_set():
@@ -136,13 +158,17 @@ class SchedulerClient:
                 except (aiohttp.ClientError, RecordIOError, OSError, TimeoutError, ValueError) as error:
                     log.warning("subscription to %s failed: %s", address, error or type(error).__name__)
                 self._disconnected()
-                if redirected_to is None:
-                    await self._pause(self._reconnect_delay)
+                if self._leader_generation != generation:
+                    self._reconnect_backoff.reset()  # a new leader: try it at once, back off afresh
+                elif redirected_to is None:
+                    await self._pause(self._reconnect_backoff.next_delay())
         finally:
             self._disconnected()
             if self._detector is not None:
                 await self._detector.stop()
             await self._http.close()
+        if self.removed_reason is not None:
+            raise FrameworkRemoved(f"the master removed framework {self.framework_id}: {self.removed_reason}")
 
     async def stop(self) -> None:
         """Stop receiving events; `run()` returns. The framework stays registered (use `teardown` to end it)."""
@@ -154,8 +180,16 @@ class SchedulerClient:
         self.subscribed.clear()
 
     async def _pause(self, seconds: float) -> None:
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._stopping.wait(), seconds)
+        """Wait `seconds`, less if the client is stopped or a new leader is detected."""
+        generation = self._leader_generation
+        deadline = asyncio.get_running_loop().time() + seconds
+        while not self._stopping.is_set() and self._leader_generation == generation:
+            remaining = deadline - asyncio.get_running_loop().time()
+            if remaining <= 0:
+                return
+            self._leader_changed.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._leader_changed.wait(), remaining)
 
     async def _wait_for_leader(self) -> str | None:
         while not self._stopping.is_set():
@@ -168,6 +202,7 @@ class SchedulerClient:
 
     def _on_leader_change(self, leader: dict | None) -> None:
         self._leader_address = master_address(leader) if leader else None
+        self._leader_generation += 1
         self._leader_changed.set()
 
     # --- the subscription stream ------------------------------------------------------------------
@@ -251,6 +286,7 @@ class SchedulerClient:
             self.framework_id = (subscribed.get("framework_id") or {}).get("value", self.framework_id)
             self.heartbeat_interval = float(subscribed.get("heartbeat_interval_seconds") or DEFAULT_HEARTBEAT_INTERVAL)
             self.master_info = subscribed.get("master_info")
+            self._reconnect_backoff.reset()
             self.subscribed.set()
         outcome = self._on_event(event)
         if asyncio.iscoroutine(outcome):
@@ -259,7 +295,9 @@ class SchedulerClient:
             with contextlib.suppress(SchedulerCallError):
                 await self.acknowledge(event.get("update", {}).get("status", {}))
         if kind == "ERROR":
-            log.error("master sent ERROR: %s", event.get("error", {}).get("message"))
+            # Only a removed framework gets ERROR (a master stepping down just closes the stream): final.
+            self.removed_reason = str(event.get("error", {}).get("message") or "no reason given")
+            log.error("master sent ERROR: %s", self.removed_reason)
             self._stopping.set()
             return True
         return False
