@@ -47,8 +47,8 @@ class FakeMaster:
     def address(self) -> str:
         return f"127.0.0.1:{self.port}"
 
-    def send(self, event: dict) -> None:
-        """Put an event on every open subscription stream."""
+    def send(self, event: dict | bytes) -> None:
+        """Put an event on every open subscription stream (bytes: a record sent as they are, JSON or not)."""
 
         def put() -> None:
             for queue in self._queues:
@@ -145,7 +145,8 @@ class FakeMaster:
         try:
             await response.write(encode(json.dumps(registered).encode()))
             while (event := await queue.get()) is not None:
-                await response.write(encode(json.dumps(event).encode()))
+                record = event if isinstance(event, bytes) else json.dumps(event).encode()
+                await response.write(encode(record))
         except (ConnectionResetError, asyncio.CancelledError):
             pass
         finally:

@@ -203,3 +203,70 @@ def test_agent_info_carries_the_configured_ip_only(tmp_path, arguments, advertis
         environ={"MESOLITE_CONFIG_ROOT": str(tmp_path)},
     )
     assert build_agent(flags).agent_info().get("ip") == advertised
+
+
+def test_kill_grace_seconds_ignores_malformed_policies():
+    task = {"kill_policy": {"grace_period": {"nanoseconds": 7_000_000_000}}}
+    assert kill_grace_seconds({"grace_period": {"nanoseconds": [1]}}, task) == 7
+    assert kill_grace_seconds("x", {"kill_policy": {"grace_period": "y"}}) == 3
+    assert kill_grace_seconds({"grace_period": {"nanoseconds": "2000000000"}}, {}) == 2  # int64 as JSON string
+
+
+@pytest.mark.parametrize(
+    ("task", "field"),
+    [
+        ({"task_id": {"value": "x" * 256}}, "task_id.value"),
+        ({"task_id": {"value": "é" * 128}}, "task_id.value"),  # 256 bytes: ids are file names
+        ({"task_id": {"value": ".."}}, "task_id.value"),
+        ({"task_id": {"value": "a/b"}}, "task_id.value"),
+        ({"task_id": {"value": "a\nb"}}, "task_id.value"),
+        ({"task_id": "t"}, "task_id"),
+        ({"task_id": {"value": "t"}, "container": "x"}, "container"),
+        ({"task_id": {"value": "t"}, "kill_policy": {"grace_period": {"nanoseconds": -1}}}, "nanoseconds"),
+        ({"task_id": {"value": "t"}, "health_check": {"type": "HTTP"}}, "health_check.http.port"),
+        ({"task_id": {"value": "t"}, "command": {"environment": {"variables": [{"name": 5}]}}}, "variables[0].name"),
+    ],
+)
+def test_task_validation_names_the_field(task, field):
+    from mesolite.agent.task_validation import task_problem
+
+    assert field in (task_problem(task) or "")
+
+
+def test_task_validation_accepts_a_full_task():
+    from mesolite.agent.task_validation import task_problem
+
+    task = {
+        "name": "web", "task_id": {"value": "web.1-" + "x" * 249}, "agent_id": {"value": "S0"},
+        "resources": [{"name": "cpus", "type": "SCALAR", "scalar": {"value": 0.1}}],
+        "command": {"value": "true", "shell": True, "uris": [{"value": "http://x/y.tgz", "extract": True}],
+                    "environment": {"variables": [{"name": "A", "value": "b"}]}},
+        "container": {"type": "DOCKER", "docker": {"image": "nginx"}, "volumes": []},
+        "kill_policy": {"grace_period": {"nanoseconds": 5_000_000_000}},
+        "health_check": {"type": "TCP", "tcp": {"port": 80}, "interval_seconds": 10, "consecutive_failures": 3},
+        "labels": {"labels": [{"key": "a", "value": "b"}]},
+    }  # fmt: skip
+    assert task_problem(task) is None
+
+
+def test_files_api_refuses_fifos_nul_paths_and_odd_numbers(tmp_path):
+    import os
+
+    sandbox = tmp_path / "slaves" / "A-S0" / "frameworks" / "F" / "executors" / "T" / "runs" / "C"
+    sandbox.mkdir(parents=True)
+    os.mkfifo(sandbox / "pipe")
+    (sandbox / "out").write_text("hello\n")
+    files = SandboxFiles(tmp_path, "A-S0")
+    for call in (lambda: files.read(f"{sandbox}/pipe", "0", None), lambda: files.download(f"{sandbox}/pipe")):
+        with pytest.raises(FilesError, match="FIFO") as refused:
+            call()
+        assert refused.value.status == 400
+    for path in ("\0", f"{sandbox}/\0", "a" * 5000):
+        with pytest.raises(FilesError) as refused:
+            files.read(path, None, None)
+        assert refused.value.status == 400
+    for offset in ("1.5", str(2**64), "-2", "٣", " 1"):
+        with pytest.raises(FilesError) as refused:
+            files.read(f"{sandbox}/out", offset, None)
+        assert refused.value.status == 400
+    assert files.read(f"{sandbox}/out", "1", "2") == {"data": "el", "offset": 1}

@@ -16,6 +16,7 @@ import time
 from collections import defaultdict, deque
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from mesolite import MESOS_COMPATIBLE_VERSION
 from mesolite.agent import processes
@@ -32,6 +33,14 @@ from mesolite.agent.checkpoint import (
 from mesolite.agent.containerizers import UnavailableContainerizer, load_containerizers, pick_containerizer
 from mesolite.agent.containerizers.base import AgentOptions
 from mesolite.agent.status_updates import StatusUpdateManager, UpdateStream, read_stream
+from mesolite.agent.task_validation import (
+    InvalidField,
+    framework_problem,
+    grace_period_seconds,
+    id_of,
+    id_problem,
+    task_problem,
+)
 from mesolite.ids import new_container_id
 from mesolite.protocol.v1 import is_terminal, task_status, value_of
 from mesolite.resources import Resources
@@ -45,6 +54,8 @@ RECOVER_TIMEOUT_SECONDS = 60.0  # how long one containerizer may take to clean u
 # New executors started for one run whose executors keep dying (containerizers that re-attach only);
 # beyond that the run fails as any other whose executor died.
 MAX_EXECUTOR_RESTARTS = 3
+# An invalid task is still answered with TASK_ERROR under its id, unless the id is absurdly long.
+MAX_ECHOED_ID_CHARACTERS = 4096
 
 
 class AgentConfigurationError(Exception):
@@ -96,6 +107,14 @@ class TaskRun:
         return Resources.from_protobuf_json(self.task.get("resources") or [])
 
 
+def _executor_problem(executor: Any) -> str | None:
+    try:
+        id_of(executor.get("executor_id") if isinstance(executor, dict) else None, "executor.executor_id")
+    except InvalidField as error:
+        return str(error)
+    return None
+
+
 def read_boot_id(path: str) -> str:
     try:
         return Path(path).read_text().strip()
@@ -104,11 +123,16 @@ def read_boot_id(path: str) -> str:
 
 
 def kill_grace_seconds(kill_policy: dict | None, task: dict) -> float:
-    """The grace period of a kill: the KILL's policy, else the task's, else Mesos's 3 seconds."""
-    for policy in (kill_policy, task.get("kill_policy")):
-        nanoseconds = ((policy or {}).get("grace_period") or {}).get("nanoseconds")
-        if nanoseconds is not None:
-            return max(0.0, int(nanoseconds) / 1e9)
+    """The grace period of a kill: the KILL's policy, else the task's, else Mesos's 3 seconds. A malformed
+    policy counts as none (the task's was checked at launch; a KILL's is the master's to validate)."""
+    for policy, where in ((kill_policy, "the kill's kill_policy"), (task.get("kill_policy"), "the task's kill_policy")):
+        try:
+            seconds = grace_period_seconds(policy)
+        except InvalidField as error:
+            log.warning("ignoring %s: %s", where, error)
+            continue
+        if seconds is not None:
+            return seconds
     return DEFAULT_KILL_GRACE_SECONDS
 
 
@@ -315,28 +339,50 @@ class Agent:
         self.work.forget_latest_agent()
 
     async def on_event(self, event: dict) -> None:
+        """One event of the master's stream. Malformed fields are logged and the event ignored, or, where a
+        task is named, answered with TASK_ERROR: nothing the master sends may stop the agent."""
         kind = event.get("type")
-        body = event.get((kind or "").lower()) or {}
+        if not isinstance(kind, str):
+            log.warning("ignoring an event without a type from the master: %.300s", event)
+            return
+        body = event.get(kind.lower())
+        if body is None:
+            body = {}
+        if not isinstance(body, dict):
+            log.warning("ignoring event %s from the master: '%s' is not an object", kind, kind.lower())
+            return
         if kind == "PING":
             self._background_task(self.link.call({"type": "PONG"}, self.agent_id))
         elif kind == "RUN_TASK":
-            await self.run_task(body.get("framework") or {}, body.get("task") or {})
+            await self.run_task(body.get("framework"), body.get("task"))
         elif kind == "RUN_TASK_GROUP":
-            tasks = (body.get("task_group") or {}).get("tasks") or []
-            await self.run_task_group(body.get("framework") or {}, body.get("executor") or {}, tasks)
+            task_group = body.get("task_group")
+            tasks = task_group.get("tasks") if isinstance(task_group, dict) else None
+            await self.run_task_group(body.get("framework"), body.get("executor"), tasks)
         elif kind == "KILL_TASK":
-            self.kill_task(value_of(body, "framework_id"), value_of(body, "task_id"), body.get("kill_policy"))
+            kill_policy = body.get("kill_policy")
+            self.kill_task(value_of(body, "framework_id"), value_of(body, "task_id"), kill_policy)
         elif kind == "ACKNOWLEDGE":
-            self.acknowledge(value_of(body, "framework_id"), value_of(body, "task_id"), body.get("uuid"))
+            uuid = body.get("uuid")
+            self.acknowledge(value_of(body, "framework_id"), value_of(body, "task_id"), uuid)
         elif kind == "SHUTDOWN_FRAMEWORK":
             self.shutdown_framework(value_of(body, "framework_id"))
+        elif kind == "UPDATE_FRAMEWORK":
+            # The framework failed over to a new scheduler: what it did not acknowledge goes out again now.
+            self.updates.resume(value_of(body, "framework_id") or "")
         elif kind == "RECONCILE":
-            await self.reconcile(value_of(body, "framework_id"), body.get("tasks") or [])
+            tasks = body.get("tasks")
+            if tasks is not None and not isinstance(tasks, list):
+                log.warning("ignoring RECONCILE from the master: 'tasks' is not an array")
+                return
+            await self.reconcile(value_of(body, "framework_id"), tasks or [])
         elif kind == "SHUTDOWN":
-            log.warning("the master shut this agent down: %s", body.get("message", ""))
-            await self.on_refused(body.get("message") or "SHUTDOWN")
+            message = body.get("message")
+            message = message if isinstance(message, str) and message else "SHUTDOWN"
+            log.warning("the master shut this agent down: %s", message)
+            await self.on_refused(message)
         else:
-            log.warning("ignoring unknown event %s from the master", kind)
+            log.warning("ignoring unknown event %.100s from the master", kind)
 
     async def _send_update(self, update: dict) -> bool:
         if self.link is None or not self.agent_id:
@@ -345,48 +391,113 @@ class Agent:
 
     # -- tasks -----------------------------------------------------------------------------------
 
-    async def run_task(self, framework: dict, task: dict) -> None:
-        framework_id = value_of(framework, "id")
-        task_id = value_of(task, "task_id")
-        if not framework_id or not task_id:
-            log.error("ignoring RUN_TASK without framework id or task id: %s", task)
+    async def run_task(self, framework: Any, task: Any) -> None:
+        problem = framework_problem(framework) or task_problem(task)
+        if problem is not None:
+            self._refuse_invalid(framework, [task], problem)
             return
+        framework_id = framework["id"]["value"]
+        task_id = task["task_id"]["value"]
         if (framework_id, task_id) in self.runs:
             log.warning("ignoring RUN_TASK for task %s of framework %s: it already runs here", task_id, framework_id)
             return
         self.frameworks[framework_id] = framework
         containerizer, refusal = self._pick_containerizer(task)
-        if refusal is not None:
-            self._refuse_task(framework, task, *refusal)
-            return
-        self._launch(framework, task, containerizer.name)
+        try:
+            if refusal is not None:
+                self._refuse_task(framework, task, *refusal)
+            else:
+                self._launch(framework, task, containerizer.name)
+        except OSError as error:
+            self._fail_unrecorded(framework_id, [task_id], f"the agent cannot checkpoint the task: {error}")
 
-    async def run_task_group(self, framework: dict, executor: dict, tasks: list[dict]) -> None:
+    async def run_task_group(self, framework: Any, executor: Any, tasks: Any) -> None:
         """A task group (LAUNCH_GROUP), run the simple way: each task as a command task of its own (its own
         executor process and container), all under the group's executor id. Mesos's default executor is not
         emulated beyond its kill policy: when a task of the group fails or is killed, the others are killed
         (`_kill_group`). The group is launched whole or not at all."""
-        framework_id = value_of(framework, "id")
-        group = value_of(executor, "executor_id")
-        tasks = [task for task in tasks if isinstance(task, dict)]
-        if not framework_id or not group or not tasks or not all(value_of(task, "task_id") for task in tasks):
-            log.error("ignoring RUN_TASK_GROUP without framework id, executor id or task ids: %s", tasks)
+        if not isinstance(tasks, list) or not tasks:
+            self._refuse_invalid(framework, [], "task_group.tasks must be a non-empty array")
             return
-        tasks = [task for task in tasks if (framework_id, value_of(task, "task_id")) not in self.runs]
+        problem = framework_problem(framework) or _executor_problem(executor)
+        if problem is None:
+            problem = next(
+                (f"task_group.tasks[{index}]: {why}" for index, why in enumerate(map(task_problem, tasks)) if why),
+                None,
+            )
+        if problem is None and len({task["task_id"]["value"] for task in tasks}) != len(tasks):
+            problem = "task_group.tasks: task ids must be unique"
+        if problem is not None:
+            self._refuse_invalid(framework, tasks, problem, group=value_of(executor, "executor_id"))
+            return
+        framework_id = framework["id"]["value"]
+        group = executor["executor_id"]["value"]
+        tasks = [task for task in tasks if (framework_id, task["task_id"]["value"]) not in self.runs]
         self.frameworks[framework_id] = framework
         chosen = [self._pick_containerizer(task) for task in tasks]
         refusal = next(((task, refused) for task, (_, refused) in zip(tasks, chosen, strict=True) if refused), None)
-        if refusal is not None:
-            bad, (state, reason, message) = refusal
-            for task in tasks:
-                if task is bad:
-                    self._refuse_task(framework, task, state, reason, message, group=group)
-                else:
-                    why = f"task {value_of(bad, 'task_id')} of its group cannot run: {message}"
-                    self._refuse_task(framework, task, state, "REASON_TASK_GROUP_INVALID", why, group=group)
+        try:
+            if refusal is not None:
+                bad, (state, reason, message) = refusal
+                for task in tasks:
+                    if task is bad:
+                        self._refuse_task(framework, task, state, reason, message, group=group)
+                    else:
+                        why = f"task {value_of(bad, 'task_id')} of its group cannot run: {message}"
+                        self._refuse_task(framework, task, state, "REASON_TASK_GROUP_INVALID", why, group=group)
+                return
+            for task, (containerizer, _) in zip(tasks, chosen, strict=True):
+                self._launch(framework, task, containerizer.name, group=group)
+        except OSError as error:
+            task_ids = [task["task_id"]["value"] for task in tasks]
+            self._fail_unrecorded(framework_id, task_ids, f"the agent cannot checkpoint the task group: {error}")
+
+    def _refuse_invalid(self, framework: Any, tasks: list, problem: str, group: str | None = None) -> None:
+        """TASK_ERROR for tasks the agent cannot accept. Where the ids are valid the update is checkpointed like
+        any other; where they cannot be a file name it is sent once, unrecorded (the master validates ids too)."""
+        framework_id = value_of(framework, "id")
+        task_ids = [value_of(task, "task_id") for task in tasks]
+        log.warning("refusing task(s) %.300s of framework %.300s: %s", task_ids, framework_id, problem)
+        valid_framework = framework_problem(framework) is None
+        valid_group = group is None or id_problem(group, "executor_id") is None
+        for task, task_id in zip(tasks, task_ids, strict=True):
+            if valid_framework and valid_group and id_problem(task_id, "task_id") is None:
+                if (framework_id, task_id) in self.runs:
+                    continue
+                self.frameworks[framework_id] = framework
+                # Only the id is kept: the rest is what was wrong, and /state and REREGISTER read the task.
+                name = task.get("name")
+                kept = {"task_id": {"value": task_id}, "name": name if isinstance(name, str) else ""}
+                try:
+                    self._refuse_task(framework, kept, "TASK_ERROR", "REASON_TASK_INVALID", problem, group=group)
+                    continue
+                except OSError as error:
+                    log.error("cannot checkpoint the refusal of task %s: %s", task_id, error)
+            self.counters["invalid_tasks"] += 1
+            self._send_unrecorded(framework_id, task_id, "TASK_ERROR", "REASON_TASK_INVALID", problem)
+        if not tasks:
+            self.counters["invalid_tasks"] += 1
+
+    def _fail_unrecorded(self, framework_id: str, task_ids: list[str], message: str) -> None:
+        log.error("tasks %s of framework %s: %s", task_ids, framework_id, message)
+        self.counters["container_launch_errors"] += 1
+        for task_id in task_ids:
+            self._send_unrecorded(framework_id, task_id, "TASK_FAILED", "REASON_CONTAINER_LAUNCH_FAILED", message)
+
+    def _send_unrecorded(
+        self, framework_id: str | None, task_id: str | None, state: str, reason: str, message: str
+    ) -> None:
+        """One status update without uuid (nothing to acknowledge, nothing checkpointed), sent once."""
+        if not framework_id or not task_id or self.link is None or not self.agent_id:
             return
-        for task, (containerizer, _) in zip(tasks, chosen, strict=True):
-            self._launch(framework, task, containerizer.name, group=group)
+        if len(framework_id) > MAX_ECHOED_ID_CHARACTERS or len(task_id) > MAX_ECHOED_ID_CHARACTERS:
+            return  # not worth echoing: the master refuses such ids before they get here
+        status = task_status(
+            task_id, state, agent_id=self.agent_id, source="SOURCE_AGENT", reason=reason, message=message,
+            with_uuid=False,
+        )  # fmt: skip
+        update = {"framework_id": {"value": framework_id}, "status": status, "timestamp": time.time()}
+        self._background_task(self.link.call({"type": "STATUS_UPDATE", "status_update": update}, self.agent_id))
 
     def _pick_containerizer(self, task: dict):
         """(the containerizer to run a task, None) or (None, (state, reason, message) to refuse it with)."""
@@ -403,7 +514,11 @@ class Agent:
             return None, ("TASK_FAILED", "REASON_CONTAINER_LAUNCH_FAILED", message)
         if isinstance(containerizer, UnavailableContainerizer):
             return None, ("TASK_FAILED", "REASON_CONTAINER_LAUNCH_FAILED", containerizer.reason)
-        problem = containerizer.validate(task, self.options)
+        try:
+            problem = containerizer.validate(task, self.options)
+        except Exception as error:  # a field of a type the containerizer did not expect: still the task's fault
+            log.warning("the %s containerizer failed to validate a task", containerizer.name, exc_info=True)
+            problem = f"invalid TaskInfo: {type(error).__name__}: {error}"[:500]
         if problem:
             return None, ("TASK_ERROR", "REASON_TASK_INVALID", problem)
         return containerizer, None
@@ -495,8 +610,8 @@ class Agent:
             run.executor = processes.read_identity(run.paths.executor_pid)
         run.kill_signaled = processes.signal_process(run.executor)
 
-    def acknowledge(self, framework_id: str | None, task_id: str | None, uuid: str | None) -> None:
-        if framework_id and task_id and uuid:
+    def acknowledge(self, framework_id: str | None, task_id: str | None, uuid: Any) -> None:
+        if framework_id and task_id and isinstance(uuid, str) and uuid:
             self.updates.acknowledge(framework_id, task_id, uuid)
 
     def shutdown_framework(self, framework_id: str | None) -> None:

@@ -2,18 +2,26 @@
 
 Paths are the sandbox directories that /state reports (`<work_dir>/slaves/...`) or Mesos's virtual
 form `/frameworks/<framework>/executors/<executor>/runs/latest/...`. Nothing outside the sandboxes
-is served.
+is served, and only regular files and directories: a task owns its sandbox and may put a FIFO, a socket
+or a device node there, and opening a FIFO blocks until a writer comes. Files are opened with O_NONBLOCK
+after an `lstat` and checked again with `fstat` (the task may swap the file in between). The methods here
+block on the filesystem: the HTTP layer runs them in a thread, never on the event loop.
 """
 
 from __future__ import annotations
 
 import grp
+import os
 import pwd
+import re
 import stat
 from dataclasses import dataclass
 from pathlib import Path
 
 MAX_READ_BYTES = 1024 * 1024  # one /files/read answer; clients page with offset
+MAX_OFFSET = 2**63 - 1  # off_t
+MAX_PATH_CHARACTERS = 4096  # PATH_MAX
+INTEGER = re.compile(r"-?[0-9]{1,19}")
 
 
 class FilesError(Exception):
@@ -35,14 +43,23 @@ class SandboxFiles:
         """The real file behind a requested path; FilesError 400/404 otherwise."""
         if not path:
             raise FilesError(400, "Expecting 'path' in query parameters")
+        if "\0" in path:
+            raise FilesError(400, "Invalid 'path': it contains a NUL character")
+        if len(path) > MAX_PATH_CHARACTERS:
+            raise FilesError(400, f"Invalid 'path': longer than {MAX_PATH_CHARACTERS} characters")
         requested = path
         if path.startswith("/frameworks/") and self.agent_id:
             requested = str(self.work_dir / "slaves" / self.agent_id) + path
-        real = Path(requested).resolve()
-        if real != self.root and self.root not in real.parents:
-            raise FilesError(404, f"No such file or directory: '{path}' is not in a sandbox of this agent")
-        if not real.exists():
-            raise FilesError(404, f"No such file or directory: '{path}'")
+        try:
+            real = Path(requested).resolve()
+            if real != self.root and self.root not in real.parents:
+                raise FilesError(404, f"No such file or directory: '{path}' is not in a sandbox of this agent")
+            info = real.lstat()
+        except FileNotFoundError:
+            raise FilesError(404, f"No such file or directory: '{path}'") from None
+        except (OSError, RuntimeError, ValueError) as error:  # too long, a symlink loop, not a directory...
+            raise FilesError(400, f"Invalid 'path' '{path}': {getattr(error, 'strerror', None) or error}") from None
+        _check_kind(info.st_mode, path)
         return real
 
     def browse(self, path: str | None) -> list[dict]:
@@ -50,7 +67,12 @@ class SandboxFiles:
         if not directory.is_dir():
             raise FilesError(400, f"'{path}' is not a directory")
         prefix = path.rstrip("/")
-        return [_describe(child, f"{prefix}/{child.name}") for child in sorted(directory.iterdir())]
+        try:
+            children = sorted(directory.iterdir())
+            described = (_describe(child, f"{prefix}/{child.name}") for child in children)
+            return [entry for entry in described if entry is not None]
+        except OSError as error:
+            raise FilesError(_status_of(error), f"Cannot browse '{path}': {error.strerror}") from None
 
     def read(self, path: str | None, offset: str | None, length: str | None) -> dict:
         file = self.resolve(path)
@@ -58,37 +80,88 @@ class SandboxFiles:
             raise FilesError(400, f"Cannot read a directory: '{path}'")
         start = _integer(offset, "offset", -1)
         count = _integer(length, "length", -1)
-        size = file.stat().st_size
-        if start == -1:
-            return {"data": "", "offset": size}  # Mesos: offset -1 asks for the file's size
-        if start < 0 or count < -1:
+        if start < -1 or count < -1:
             raise FilesError(400, "Negative offset or length")
-        if start > size:
-            start = size
-        count = MAX_READ_BYTES if count == -1 else min(count, MAX_READ_BYTES)
-        with open(file, "rb") as handle:
-            handle.seek(start)
-            data = handle.read(count)
+        descriptor = self.open_regular(file, path)
+        try:
+            size = os.fstat(descriptor).st_size
+            if start == -1:
+                return {"data": "", "offset": size}  # Mesos: offset -1 asks for the file's size
+            start = min(start, size)
+            count = MAX_READ_BYTES if count == -1 else min(count, MAX_READ_BYTES)
+            data = os.pread(descriptor, count, start)
+        except OSError as error:
+            raise FilesError(_status_of(error), f"Cannot read '{path}': {error.strerror}") from None
+        finally:
+            os.close(descriptor)
         return {"data": data.decode("utf-8", errors="replace"), "offset": start}
 
-    def download(self, path: str | None) -> Path:
+    def download(self, path: str | None) -> tuple[int, int, str]:
+        """(an open descriptor of the regular file, its size, its name); the caller closes the descriptor."""
         file = self.resolve(path)
         if file.is_dir():
             raise FilesError(400, f"Cannot download a directory: '{path}'")
-        return file
+        descriptor = self.open_regular(file, path)
+        return descriptor, os.fstat(descriptor).st_size, file.name
+
+    @staticmethod
+    def open_regular(file: Path, path: str | None) -> int:
+        """A read-only descriptor of `file`, which must (still) be a regular file; never blocks."""
+        try:
+            descriptor = os.open(file, os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW | os.O_CLOEXEC)
+        except OSError as error:
+            raise FilesError(_status_of(error), f"Cannot open '{path}': {error.strerror}") from None
+        try:
+            mode = os.fstat(descriptor).st_mode
+            _check_kind(mode, path)
+            if not stat.S_ISREG(mode):
+                raise FilesError(400, f"'{path}' is not a regular file")
+        except BaseException:
+            os.close(descriptor)
+            raise
+        return descriptor
+
+
+def _check_kind(mode: int, path: str | None) -> None:
+    """Only regular files and directories are served; anything else is a 400 saying what it is."""
+    if stat.S_ISREG(mode) or stat.S_ISDIR(mode):
+        return
+    kinds = {
+        stat.S_ISFIFO: "a FIFO",
+        stat.S_ISSOCK: "a socket",
+        stat.S_ISCHR: "a character device",
+        stat.S_ISBLK: "a block device",
+        stat.S_ISLNK: "a symbolic link",
+    }
+    kind = next((name for test, name in kinds.items() if test(mode)), "not a regular file")
+    raise FilesError(400, f"'{path}' is {kind}: only regular files and directories are served")
+
+
+def _status_of(error: OSError) -> int:
+    if isinstance(error, FileNotFoundError):
+        return 404
+    if isinstance(error, PermissionError):
+        return 403
+    return 400
 
 
 def _integer(text: str | None, name: str, default: int) -> int:
     if text is None or text == "":
         return default
+    if not INTEGER.fullmatch(text):
+        raise FilesError(400, f"Failed to parse {name}: '{text[:100]}' is not an integer")
+    value = int(text)
+    if value > MAX_OFFSET:
+        raise FilesError(400, f"Failed to parse {name}: '{text}' is out of range")
+    return value
+
+
+def _describe(path: Path, shown: str) -> dict | None:
+    """A listing entry, None when the file went away since the directory was read (tasks keep writing)."""
     try:
-        return int(text)
-    except ValueError:
-        raise FilesError(400, f"Failed to parse {name}: '{text}' is not an integer") from None
-
-
-def _describe(path: Path, shown: str) -> dict:
-    info = path.lstat()
+        info = path.lstat()
+    except FileNotFoundError:
+        return None
     return {
         "path": shown,
         "nlink": info.st_nlink,

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
+import os
 from typing import TYPE_CHECKING
+from urllib.parse import quote
 
 from aiohttp import web
 
@@ -12,6 +15,8 @@ from mesolite.agent.files import FilesError, SandboxFiles
 
 if TYPE_CHECKING:
     from mesolite.agent.core import Agent
+
+DOWNLOAD_CHUNK_BYTES = 256 * 1024
 
 
 def json_response(body, status: int = 200) -> web.Response:
@@ -38,32 +43,48 @@ def create_app(agent: Agent) -> web.Application:
     def files_error(error: FilesError) -> web.Response:
         return web.Response(status=error.status, text=str(error), headers={"Access-Control-Allow-Origin": "*"})
 
+    # The files API touches the sandbox's filesystem, which a task controls: all of it runs in a thread, so that
+    # a slow disk or a file that blocks can cost that request only, never the agent's event loop.
     async def browse(request: web.Request) -> web.Response:
         try:
-            return json_response(files().browse(request.query.get("path")))
+            return json_response(await asyncio.to_thread(files().browse, request.query.get("path")))
         except FilesError as error:
             return files_error(error)
 
     async def read(request: web.Request) -> web.Response:
         query = request.query
         try:
-            return json_response(files().read(query.get("path"), query.get("offset"), query.get("length")))
+            body = await asyncio.to_thread(files().read, query.get("path"), query.get("offset"), query.get("length"))
         except FilesError as error:
             return files_error(error)
+        return json_response(body)
 
     async def download(request: web.Request) -> web.StreamResponse:
         try:
-            path = files().download(request.query.get("path"))
+            descriptor, size, name = await asyncio.to_thread(files().download, request.query.get("path"))
         except FilesError as error:
             return files_error(error)
-        return web.FileResponse(
-            path,
-            headers={
-                "Content-Type": "application/octet-stream",
-                "Content-Disposition": f'attachment; filename="{path.name}"',
-                "Access-Control-Allow-Origin": "*",
-            },
-        )
+        try:
+            response = web.StreamResponse(
+                headers={
+                    "Content-Type": "application/octet-stream",
+                    "Content-Disposition": f'attachment; filename="{quote(name)}"',
+                    "Access-Control-Allow-Origin": "*",
+                }
+            )
+            response.content_length = size
+            await response.prepare(request)
+            sent = 0
+            while sent < size:
+                chunk = await asyncio.to_thread(os.pread, descriptor, min(DOWNLOAD_CHUNK_BYTES, size - sent), sent)
+                if not chunk:
+                    break  # truncated meanwhile: the client sees a short body, as with any file that shrinks
+                await response.write(chunk)
+                sent += len(chunk)
+            await response.write_eof()
+            return response
+        finally:
+            os.close(descriptor)
 
     app = web.Application()
     for prefix in ("", "/slave(1)"):

@@ -4,6 +4,10 @@ The agent follows the leader through ZooKeeper (or talks to a fixed `host:port`)
 `/internal/agent/subscribe` (REGISTER, or REREGISTER with its id and tasks) and reads the RecordIO
 event stream that answers. When the stream ends, the leader changes, or the master falls silent for
 longer than its ping timeout, the agent subscribes again (with back-off), always with the same id.
+
+The back-off is Mesos's: every newly detected leader restarts it, so the first attempt goes after
+[0, --registration_backoff_factor] and each failure doubles that bound (up to 15 s). Failures against
+an old leader say nothing about the new one.
 """
 
 from __future__ import annotations
@@ -12,13 +16,14 @@ import asyncio
 import contextlib
 import json
 import logging
-import random
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 
 import aiohttp
 
+from mesolite.http_input import JsonInputError, decode_json
 from mesolite.protocol.recordio import read_records
+from mesolite.retry import Backoff, RetryPolicy
 from mesolite.zookeeper.detector import MasterDetector, master_address
 from mesolite.zookeeper.url import FILE_SCHEME, ZOOKEEPER_SCHEME, read_url_file
 
@@ -28,6 +33,9 @@ SUBSCRIBE_PATH = "/internal/agent/subscribe"
 CALL_PATH = "/internal/agent/call"
 MAX_REDIRECTS = 3
 MAX_BACKOFF_SECONDS = 15.0
+MIN_BACKOFF_SECONDS = 0.01
+# Waiting for ZooKeeper at start: the agent serves its API meanwhile, so a slow retry costs nothing.
+ZOOKEEPER_START_RETRY = RetryPolicy(initial=0.5, maximum=5.0)
 # Before REGISTERED tells the real interval: how long a silent stream is trusted.
 DEFAULT_SILENCE_TIMEOUT = 75.0
 # A silent stream is dropped after this many missed pings (the master's default max_agent_ping_timeouts).
@@ -70,13 +78,15 @@ async def leader_addresses(master: str) -> AsyncIterator[str | None]:
         await asyncio.Event().wait()  # a fixed master never changes
         return
     detector = MasterDetector(master)
+    backoff = ZOOKEEPER_START_RETRY.backoff()
     while True:
         try:
             await detector.start()
             break
         except Exception as error:
-            log.warning("cannot reach ZooKeeper at %s yet: %s", detector.url, error)
-            await asyncio.sleep(2)
+            delay = backoff.next_delay()
+            log.warning("cannot reach ZooKeeper at %s yet (retrying in %.1fs): %s", detector.url, delay, error)
+            await asyncio.sleep(delay)
     try:
         async for leader in detector.changes():
             yield None if leader is None else master_address(leader)
@@ -101,36 +111,59 @@ class MasterLink:
 
     async def run(self) -> None:
         follower = asyncio.create_task(self._follow_leader())
-        failures = 0
+        backoff = self.registration_policy.backoff()
         try:
             while True:
                 await self._leader_known.wait()
-                self._leader_changed.clear()
+                if self._leader_changed.is_set():
+                    # A new leader: start the back-off over, and wait [0, factor] first as Mesos does, so that
+                    # a cluster's agents do not all hit the new master in the same instant.
+                    self._leader_changed.clear()
+                    backoff.reset()
+                    if await self._leader_changes_within(backoff.next_delay()):
+                        continue
                 leader = self.leader
                 if leader is None:
                     await self._leader_changed.wait()
                     continue
-                try:
-                    await self._subscribe(leader)
-                    failures = 0
-                except RegistrationRefused as refusal:
-                    log.warning("master %s refused this agent: %s", leader, refusal)
-                    await self.events.on_refused(str(refusal))
-                except (aiohttp.ClientError, OSError, TimeoutError, NoLeader, ValueError) as error:
-                    log.info("no subscription with master %s: %s", leader, error or type(error).__name__)
-                finally:
-                    if self.registered:
-                        self.registered = False
-                        await self.events.on_disconnected()
-                    self.address = None
+                await self._try_subscription(leader, backoff)
                 if self._leader_changed.is_set():
-                    continue  # a new leader: go at once
-                failures += 1
-                delay = random.uniform(0, min(self.backoff_factor * 2 ** min(failures, 6), MAX_BACKOFF_SECONDS))
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._leader_changed.wait(), timeout=delay)
+                    continue
+                await self._leader_changes_within(backoff.next_delay())
         finally:
             follower.cancel()
+
+    @property
+    def registration_policy(self) -> RetryPolicy:
+        # A factor of 0 would retry a refusing master in a busy loop: 10 ms is the least wait.
+        initial = max(self.backoff_factor, MIN_BACKOFF_SECONDS)
+        return RetryPolicy(initial=initial, maximum=max(initial, MAX_BACKOFF_SECONDS))
+
+    async def _try_subscription(self, leader: str, backoff: Backoff) -> None:
+        """One subscription with `leader`, until its stream ends; a registration restarts the back-off."""
+        try:
+            await self._subscribe(leader)
+        except RegistrationRefused as refusal:
+            log.warning("master %s refused this agent: %s", leader, refusal)
+            await self.events.on_refused(str(refusal))
+        except (aiohttp.ClientError, OSError, TimeoutError, NoLeader, ValueError) as error:
+            log.info("no subscription with master %s: %s", leader, error or type(error).__name__)
+        except Exception:
+            # A defect, not a network failure: say so loudly, and keep the agent following its master.
+            log.exception("the subscription with master %s failed", leader)
+        finally:
+            if self.registered:
+                # The stream worked: whatever ended it, the next attempt starts from the smallest wait.
+                backoff.reset()
+                self.registered = False
+                await self.events.on_disconnected()
+            self.address = None
+
+    async def _leader_changes_within(self, seconds: float) -> bool:
+        """Wait `seconds`, or less when the leader changes meanwhile (then True)."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._leader_changed.wait(), timeout=seconds)
+        return self._leader_changed.is_set()
 
     async def call(self, body: dict, agent_id: str) -> bool:
         """POST a call to the connected master; True when it was accepted (2xx)."""
@@ -213,7 +246,7 @@ class MasterLink:
                     log.info("master %s closed the event stream", address)
                     return
                 reader = asyncio.ensure_future(self._next(records))
-                await self._handle(json.loads(record), address)
+                await self._handle(record, address)
         finally:
             reader.cancel()
             leader_change.cancel()
@@ -224,18 +257,38 @@ class MasterLink:
             return await records.__anext__()
         return None
 
-    async def _handle(self, event: dict, address: str) -> None:
+    async def _handle(self, record: bytes, address: str) -> None:
+        try:
+            event = decode_json(record)
+        except JsonInputError as error:
+            if not self.registered:
+                raise ValueError(f"the first event is not JSON: {error}") from None
+            log.error("ignoring an event from master %s that is not JSON: %s", address, error)
+            return
+        if not isinstance(event, dict):
+            event = {"type": f"<a JSON {type(event).__name__}>"}
         if event.get("type") == "REGISTERED":
-            registered = event.get("registered") or {}
-            ping_interval = float(registered.get("ping_interval_seconds") or 0)
-            if ping_interval > 0:
-                self.ping_interval = ping_interval
-                self.silence_timeout = ping_interval * MISSED_PINGS_BEFORE_RECONNECT
-            self._last_accepted_call = None
-            self.address = address
-            self.registered = True
-            await self.events.on_registered(registered, address)
+            await self._on_registered(event, address)
             return
         if not self.registered:
-            raise ValueError(f"expected REGISTERED as the first event, got {event.get('type')}")
-        await self.events.on_event(event)
+            raise ValueError(f"expected REGISTERED as the first event, got {str(event.get('type'))[:100]}")
+        # One event the agent cannot handle must cost that event only, never the stream or the process.
+        try:
+            await self.events.on_event(event)
+        except Exception:
+            log.exception("ignoring event %s from master %s: handling it failed", str(event.get("type"))[:100], address)
+
+    async def _on_registered(self, event: dict, address: str) -> None:
+        registered = event.get("registered")
+        if not isinstance(registered, dict):
+            raise ValueError("REGISTERED without a 'registered' object")
+        ping_interval = registered.get("ping_interval_seconds") or 0
+        if not isinstance(ping_interval, (int, float)) or isinstance(ping_interval, bool):
+            raise ValueError(f"REGISTERED: ping_interval_seconds is not a number: {ping_interval!r}"[:300])
+        if ping_interval > 0:
+            self.ping_interval = float(ping_interval)
+            self.silence_timeout = ping_interval * MISSED_PINGS_BEFORE_RECONNECT
+        self._last_accepted_call = None
+        self.address = address
+        self.registered = True
+        await self.events.on_registered(registered, address)

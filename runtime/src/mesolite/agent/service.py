@@ -14,7 +14,6 @@ import sys
 from types import SimpleNamespace
 
 import aiohttp
-from aiohttp import web
 
 from mesolite.agent.containerizers import parse_containerizer_names
 from mesolite.agent.containerizers.base import (
@@ -29,6 +28,7 @@ from mesolite.agent.http import create_app
 from mesolite.agent.registration import LinkEvents, MasterLink, resolve_master_flag
 from mesolite.agent.resources_detection import agent_resources
 from mesolite.flags import Flag, FlagError, FlagSet, boolean, duration
+from mesolite.http_server import start_http_server
 from mesolite.resources import ResourceError, parse_attributes
 from mesolite.service import configure_logging, set_on_termination
 
@@ -217,11 +217,11 @@ def build_agent(flags: SimpleNamespace) -> Agent:
     return agent
 
 
-async def serve(agent: Agent, listen_ip: str, backoff_factor: float) -> None:
+async def serve(agent: Agent, listen_ip: str, backoff_factor: float) -> int:
+    """Run the agent until SIGTERM/SIGINT (exit status 0) or until one of its workers ends (status 1: the
+    workers run forever, so that is a defect, and the service manager must restart the agent)."""
     await agent.recover()
-    runner = web.AppRunner(create_app(agent), access_log=None)
-    await runner.setup()
-    await web.TCPSite(runner, listen_ip, agent.port).start()
+    runner = await start_http_server(create_app(agent), listen_ip, agent.port)
     log.info(
         "agent listening on %s:%d (advertised as %s, %s)",
         listen_ip,
@@ -251,15 +251,18 @@ async def serve(agent: Agent, listen_ip: str, backoff_factor: float) -> None:
         ]
         waiter = asyncio.create_task(stop.wait())
         done, _ = await asyncio.wait([waiter, *workers], return_when=asyncio.FIRST_COMPLETED)
+        status = 0
         for task in done:
-            if task is not waiter and task.exception():
-                log.error("agent worker %s failed", task.get_name(), exc_info=task.exception())
+            if task is not waiter:
+                status = 1
+                log.error("agent worker %s ended: exiting", task.get_name(), exc_info=task.exception())
         # Tasks keep running: a stopped agent is restarted and reattaches to them (Mesos does the same).
         log.info("agent stopping; %d tasks keep running", sum(1 for run in agent.runs.values() if not run.terminal))
         for task in [waiter, *workers]:
             task.cancel()
         await asyncio.gather(*workers, return_exceptions=True)
     await runner.cleanup()
+    return status
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -271,11 +274,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"mesos-slave: {error}", file=sys.stderr)
         return 2
     try:
-        asyncio.run(serve(agent, flags.ip or "0.0.0.0", flags.registration_backoff_factor))
+        return asyncio.run(serve(agent, flags.ip or "0.0.0.0", flags.registration_backoff_factor))
     except AgentConfigurationError as error:
         print(f"mesos-slave: {error}", file=sys.stderr)
         return 1
-    return 0
 
 
 if __name__ == "__main__":

@@ -1,7 +1,9 @@
 """Reliable status updates: every update is re-sent until its framework acknowledges it, in order per task.
 
 Each task has one stream. Only the oldest unacknowledged update of a stream is in flight; the next
-is sent once the master forwards the framework's acknowledgement (ACKNOWLEDGE with its uuid). The
+is sent once the master forwards the framework's acknowledgement (ACKNOWLEDGE with its uuid). As in
+Mesos, every send carries `latest_state`, the newest state of the task, so that the master knows the
+task's real state while a framework has not acknowledged an older update (after a scheduler failover). The
 stream is checkpointed in the run's `updates.jsonl`: `{"update": StatusUpdate, "events_offset": n}`
 for each update and `{"ack": uuid}` for each acknowledgement, so a restarted agent re-sends exactly
 what was not acknowledged. Retries back off from `retry_interval` up to `MAX_RETRY_INTERVAL`; a new
@@ -154,6 +156,13 @@ class StatusUpdateManager:
                 if stream.pending:
                     self._due_now(stream)
 
+    def resume(self, framework_id: str) -> None:
+        """The framework subscribed again (a new scheduler instance): re-send its streams' heads now, with the
+        back-off reset, instead of at their next retry (Mesos resumes the updates on UpdateFrameworkMessage)."""
+        for stream in self.streams.values():
+            if stream.framework_id == framework_id and stream.pending and not stream.dropped:
+                self._due_now(stream)
+
     def pending_count(self) -> int:
         return sum(len(stream.pending) for stream in self.streams.values())
 
@@ -187,8 +196,9 @@ class StatusUpdateManager:
     async def _send_head(self, stream: UpdateStream) -> None:
         try:
             update = stream.pending[0]
+            message = {**update, "latest_state": stream.latest_state or update["status"]["state"]}
             async with self._sending:
-                accepted = await self._send(update)
+                accepted = await self._send(message)
             if accepted:
                 self.sent += 1
             # Sent or not, the next attempt waits for the interval: the acknowledgement cancels it.

@@ -49,6 +49,7 @@ from mesolite.agent.containerizers.base import (
     container_status,
 )
 from mesolite.resources import ResourceError, Resources, format_ranges
+from mesolite.retry import RetryPolicy
 
 logger = logging.getLogger(__name__)
 
@@ -561,20 +562,19 @@ class DockerSession:
     def call(self, operation: Callable[[docker.APIClient], _Result], give_up_after: float | None = None) -> _Result:
         """Run `operation(api)`, retrying with backoff while dockerd is away (forever when `give_up_after`
         is None); any other error is raised at once."""
-        deadline = None if give_up_after is None else time.monotonic() + give_up_after
-        delay = 0.2
+        backoff = RetryPolicy(initial=0.2, maximum=MAX_BACKOFF_SECONDS, jitter=False, deadline=give_up_after).backoff()
         while True:
             try:
                 return operation(self.api())
             except Exception as error:
                 if not is_transient(error):
                     raise
-                if deadline is not None and time.monotonic() >= deadline:
+                if backoff.exhausted():
                     raise DockerUnavailable(f"dockerd at {self.base_url} is unreachable: {error}") from error
+                delay = backoff.next_delay()
                 logger.warning("dockerd is unreachable (%s); retrying in %.1fs", error, delay)
                 self.reset()
                 time.sleep(delay)
-                delay = min(delay * 2, MAX_BACKOFF_SECONDS)
 
 
 async def in_thread(function: Callable[..., _Result], *arguments: Any) -> _Result:
