@@ -21,14 +21,24 @@ from dataclasses import dataclass, field
 from types import SimpleNamespace
 
 from mesolite.ids import IdGenerator
+from mesolite.master import validation
 from mesolite.master.agents import Agent, AgentState
-from mesolite.master.allocator import DEFAULT_REFUSE_SECONDS, Allocation, Allocator
-from mesolite.master.frameworks import MAX_COMPLETED_TASKS, Framework, framework_roles
+from mesolite.master.allocator import Allocation, Allocator
+from mesolite.master.frameworks import MAX_COMPLETED_TASKS, Framework
 from mesolite.master.metrics import Timer
 from mesolite.master.offers import Offer
 from mesolite.master.registry import Registry
 from mesolite.master.streams import EventStream
 from mesolite.master.tasks import Task
+from mesolite.master.validation import (
+    CallError,
+    id_list,
+    launched_tasks,
+    refuse_seconds,
+    requested_roles,
+    task_problem,
+    task_resources,
+)
 from mesolite.protocol.v1 import (
     TASK_STATES,
     encode_json,
@@ -58,15 +68,6 @@ PING_RECORD = encode_json(event("PING", {}))
 # leadership ends, they are thawed so that a full collection still finds cycles among old objects.
 GC_FREEZE_INTERVAL = 10.0
 GC_THAW_INTERVAL = 3600.0
-
-
-class CallError(Exception):
-    """A request the master refuses: `status` is the HTTP status the handler answers with."""
-
-    def __init__(self, message: str, status: int = 400):
-        super().__init__(message)
-        self.message = message
-        self.status = status
 
 
 @dataclass
@@ -164,7 +165,9 @@ class Master:
         for framework in list(self.frameworks.values()):
             framework.cancel_failover_timer()
             if framework.connected:
-                framework.send(event("ERROR", {"message": f"Master is no longer the leader: {reason}"}))
+                # No ERROR: a failover is not a framework error (ERROR means "removed", and a scheduler stops
+                # for good on it). The stream just ends; the scheduler finds the next leader and re-subscribes.
+                log.info("closing the stream of framework %s: %s", framework.framework_id, reason)
                 framework.stream.close()
         for agent in self.agents.values():
             if agent.stream is not None:
@@ -208,35 +211,7 @@ class Master:
     # ------------------------------------------------------------------ frameworks: subscribe
 
     def validate_subscribe(self, call: dict) -> tuple[dict, str | None]:
-        subscribe = call.get("subscribe")
-        if not isinstance(subscribe, dict):
-            raise CallError("Expecting 'subscribe' to be present")
-        info = subscribe.get("framework_info")
-        if not isinstance(info, dict):
-            raise CallError("Expecting 'subscribe.framework_info' to be present")
-        for name in ("user", "name"):
-            if not isinstance(info.get(name), str):
-                raise CallError(f"Missing required field: subscribe.framework_info.{name} (a string)")
-        framework_id = value_of(call, "framework_id")
-        info_id = value_of(info, "id")
-        if framework_id and info_id and framework_id != info_id:
-            raise CallError("'framework_id' differs from 'subscribe.framework_info.id'")
-        capabilities = info.get("capabilities", [])
-        if not isinstance(capabilities, list) or not all(isinstance(c, dict) for c in capabilities):
-            raise CallError('subscribe.framework_info.capabilities must be a list of {"type": ...} objects')
-        roles = framework_roles(info)
-        for role in roles:
-            if not isinstance(role, str) or not role or role in (".", "..") or any(ch.isspace() for ch in role):
-                raise CallError(f"Invalid role '{role}' in subscribe.framework_info")
-        if info.get("roles") and "MULTI_ROLE" not in {c.get("type") for c in capabilities}:
-            raise CallError("'subscribe.framework_info.roles' needs the MULTI_ROLE capability; use 'role' otherwise")
-        suppressed = subscribe.get("suppressed_roles", [])
-        if not isinstance(suppressed, list) or not all(isinstance(role, str) for role in suppressed):
-            raise CallError("subscribe.suppressed_roles must be a list of role names")
-        timeout = info.get("failover_timeout", 0.0)
-        if not isinstance(timeout, int | float) or timeout < 0:
-            raise CallError("subscribe.framework_info.failover_timeout must be a non-negative number of seconds")
-        return info, framework_id or info_id
+        return validation.validate_subscribe(call)
 
     def subscribe(self, call: dict, stream: EventStream) -> Framework | None:
         """Attach a SUBSCRIBE's stream: a new framework, or a known one failing over to this stream."""
@@ -272,6 +247,12 @@ class Master:
             self.allocator.add_framework(framework_id, framework.roles, suppressed)
             self.counters["master/frameworks_reregistered"] += 1
             log.info("framework %s (%s) re-subscribed (failover)", framework_id, info.get("name"))
+            # As Mesos's UpdateFrameworkMessage: agents re-send the updates the old scheduler did not acknowledge
+            # at once (with the task's latest state), not at their next retry, seconds or minutes away.
+            update = event("UPDATE_FRAMEWORK", {"framework_id": id_value(framework_id), "framework_info": info})
+            for agent in self.agents.values():
+                if framework_id in agent.task_ids:
+                    agent.send(update)
         framework.active = True
         framework.stream = stream
         framework.stream_id = stream.name
@@ -372,24 +353,29 @@ class Master:
         self.trigger_allocation()
 
     def accept(self, framework: Framework, accept: dict) -> None:
-        offer_ids = _id_list(accept.get("offer_ids"), "accept.offer_ids")
-        operations = accept.get("operations", [])
-        if not isinstance(operations, list):
-            raise CallError("accept.operations must be a list")
+        """ACCEPT: launch the operations' tasks on the offers, all or nothing as far as the call goes.
+
+        `validation.validate_call` has checked the whole call before this runs (a malformed one never claims
+        an offer). From here on, every resource of the claimed offers ends up in exactly one place: used by a
+        launched task, or back in the allocator — also when something fails half-way."""
+        offer_ids = id_list(accept.get("offer_ids"), "accept.offer_ids")
+        operations = accept.get("operations") or []
+        if not isinstance(operations, list) or not all(isinstance(operation, dict) for operation in operations):
+            raise CallError("accept.operations: expected an array of objects")
         for index, operation in enumerate(operations):
-            kind = operation.get("type") if isinstance(operation, dict) else None
-            if kind not in ("LAUNCH", "LAUNCH_GROUP"):
+            if operation.get("type") not in validation.LAUNCH_OPERATIONS:
                 raise CallError(
-                    f"accept.operations[{index}].type {kind!r} is not supported (LAUNCH and LAUNCH_GROUP are)"
+                    f"accept.operations[{index}].type {operation.get('type')!r} is not supported "
+                    "(LAUNCH and LAUNCH_GROUP are)"
                 )
-        refuse_seconds = _refuse_seconds(accept.get("filters"), "accept.filters")
+        refuse = refuse_seconds(accept.get("filters"), "accept.filters")
         offers, error = self._claim_offers(framework, offer_ids)
         offered = _sum(offer.resources for offer in offers)
         if error is None and not offer_ids:
             error = "No offers were specified"
         if error is not None:
             # Every task of the call is dropped; offers that were valid go back without a filter.
-            for task_info in _tasks_of(operations):
+            for task_info in launched_tasks(operations):
                 state = "TASK_DROPPED" if framework.partition_aware else "TASK_LOST"
                 self._master_update(framework, task_info, state, "REASON_INVALID_OFFERS", error)
             for offer in offers:
@@ -399,44 +385,48 @@ class Master:
         agent = self.agents[offers[0].agent_id]
         role = offers[0].role
         remaining = offered
-        for operation in operations:
-            if operation["type"] == "LAUNCH":
-                launch = operation.get("launch") or {}
-                for task_info in launch.get("task_infos") or []:
-                    remaining = self._launch(framework, agent, role, task_info, remaining)
-            else:
-                remaining = self._launch_group(framework, agent, role, operation.get("launch_group") or {}, remaining)
-        if not remaining.is_empty():
-            self.allocator.recover(
-                framework.framework_id, role, agent.agent_id, remaining, refuse_seconds, time.monotonic()
-            )
-        self.trigger_allocation()
+        try:
+            for operation in operations:
+                if operation["type"] == "LAUNCH":
+                    for task_info in (operation.get("launch") or {}).get("task_infos") or []:
+                        remaining = self._launch(framework, agent, role, task_info, remaining)
+                else:
+                    group = operation.get("launch_group") or {}
+                    remaining = self._launch_group(framework, agent, role, group, remaining)
+        finally:
+            # Whatever no task took goes back, even if a launch failed unexpectedly: never a leaked offer.
+            if not remaining.is_empty():
+                self.allocator.recover(
+                    framework.framework_id, role, agent.agent_id, remaining, refuse, time.monotonic()
+                )
+            self.trigger_allocation()
 
     def decline(self, framework: Framework, decline: dict) -> None:
-        offer_ids = _id_list(decline.get("offer_ids"), "decline.offer_ids")
-        refuse_seconds = _refuse_seconds(decline.get("filters"), "decline.filters")
+        offer_ids = id_list(decline.get("offer_ids"), "decline.offer_ids")
+        refuse = refuse_seconds(decline.get("filters"), "decline.filters")
         for offer_id in offer_ids:
             offer = self.offers.get(offer_id)
             if offer is None or offer.framework_id != framework.framework_id:
                 continue  # Mesos ignores declines of unknown offers too
             self._drop_offer(offer)
             self.allocator.recover(
-                framework.framework_id, offer.role, offer.agent_id, offer.resources, refuse_seconds, time.monotonic()
+                framework.framework_id, offer.role, offer.agent_id, offer.resources, refuse, time.monotonic()
             )
         self.trigger_allocation()
 
     def revive(self, framework: Framework, body: dict | None) -> None:
-        roles = _roles_of(body, framework)
+        roles = requested_roles(body, framework.roles)
         self.allocator.revive(framework.framework_id, roles)
         self.trigger_allocation()
 
     def suppress(self, framework: Framework, body: dict | None) -> None:
-        self.allocator.suppress(framework.framework_id, _roles_of(body, framework))
+        self.allocator.suppress(framework.framework_id, requested_roles(body, framework.roles))
 
     def kill(self, framework: Framework, kill: dict) -> None:
         task_id = value_of(kill, "task_id")
         if task_id is None:
             raise CallError("Expecting 'kill.task_id.value' to be present")
+        self.counters["master/messages_kill_task"] += 1
         task = framework.tasks.get(task_id)
         if task is None:
             # As Mesos does: a kill of a task the master does not know is answered as a reconciliation.
@@ -489,10 +479,10 @@ class Master:
                 )
             )
         task = framework.tasks.get(task_id)
-        if task is not None and task.unacknowledged_uuid == uuid:
-            task.unacknowledged_uuid = None
-            if task.terminal:
-                self._forget_task(framework, task)
+        # Forget the task once its terminal update is acknowledged: not when an older update is (the task's
+        # state may already be terminal through the agent's `latest_state` while that update is on its way).
+        if task is not None and task.acknowledged(uuid) and task.terminal:
+            self._forget_task(framework, task)
 
     def reconcile(self, framework: Framework, reconcile: dict | None) -> None:
         requested = (reconcile or {}).get("tasks") or []
@@ -596,43 +586,17 @@ class Master:
     def _validate_task(
         self, framework: Framework, agent: Agent, task_info: dict, available: Resources
     ) -> tuple[Resources | None, str | None]:
-        task_id = value_of(task_info, "task_id")
-        if not task_id:
-            return None, "Task has no task_id.value"
-        if "/" in task_id or task_id in (".", "..") or any(ch.isspace() or ord(ch) < 32 for ch in task_id):
-            return None, f"Task ID '{task_id}' contains '/', whitespace or control characters"
-        if not isinstance(task_info.get("name"), str):
-            return None, "Task has no 'name'"
-        if value_of(task_info, "agent_id") != agent.agent_id:
-            return (
-                None,
-                f"Task uses agent_id {value_of(task_info, 'agent_id')!r}, but the offer is for {agent.agent_id}",
-            )
-        existing = framework.tasks.get(task_id)
-        if existing is not None:
-            return None, f"Task has duplicate ID: {task_id}"
-        has_command, has_executor = "command" in task_info, "executor" in task_info
-        if has_command == has_executor:
-            return None, "Task should have at least one (but not both) of CommandInfo or ExecutorInfo present"
-        try:
-            resources = Resources.from_protobuf_json(task_info.get("resources", []))
-            if has_executor:
-                resources = resources + Resources.from_protobuf_json(task_info["executor"].get("resources", []))
-        except ResourceError as error:
-            return None, f"Task has invalid resources: {error}"
-        except AttributeError:
-            return None, "Task's executor must be an ExecutorInfo object"
-        if resources.is_empty():
-            return None, "Task uses no resources"
-        if not available.contains(resources):
-            return None, f"Task uses more resources {resources} than available {available}"
-        return resources, None
+        """What a task takes of `available`, or why it cannot launch (it then fails alone, with TASK_ERROR)."""
+        task_id = value_of(task_info, "task_id") or ""
+        known = task_id in framework.tasks or task_id in framework.unreachable_tasks
+        problem = task_problem(task_info, agent.agent_id, known)
+        if problem is not None:
+            return None, problem
+        return task_resources(task_info, available)
 
     def _launch(
         self, framework: Framework, agent: Agent, role: str, task_info: dict, available: Resources
     ) -> Resources:
-        if not isinstance(task_info, dict):
-            return available
         resources, error = self._validate_task(framework, agent, task_info, available)
         if error is not None:
             self._master_update(framework, task_info, "TASK_ERROR", "REASON_TASK_INVALID", error)
@@ -647,23 +611,21 @@ class Master:
     def _launch_group(
         self, framework: Framework, agent: Agent, role: str, group: dict, available: Resources
     ) -> Resources:
-        executor = group.get("executor")
+        executor = group["executor"]
         tasks = (group.get("task_group") or {}).get("tasks") or []
-        error = None
-        if not isinstance(executor, dict) or value_of(executor, "executor_id") is None:
-            error = "LAUNCH_GROUP needs launch_group.executor with executor_id"
+        executor_id = value_of(executor, "executor_id") or ""
+        error = validation.id_problem(executor_id)
+        if error is not None:
+            error = f"Executor ID is invalid: {error}"
         needed = Resources()
         validated = []
         if error is None:
             try:
-                needed = Resources.from_protobuf_json(executor.get("resources", []))
+                needed = Resources.from_protobuf_json(executor.get("resources") or [])
             except ResourceError as problem:
                 error = f"Executor has invalid resources: {problem}"
         for task_info in tasks:
             if error is not None:
-                break
-            if not isinstance(task_info, dict):
-                error = "task_group.tasks must hold TaskInfo objects"
                 break
             # Tasks of a group run under the group's executor and may omit their command.
             checked = task_info if "command" in task_info else {**task_info, "command": {}}
@@ -673,14 +635,14 @@ class Master:
                 validated.append((task_info, resources))
         if error is None and not tasks:
             error = "LAUNCH_GROUP has no tasks"
+        if error is None and len({value_of(task, "task_id") for task in tasks}) < len(tasks):
+            error = "Task group has duplicate task IDs"
         if error is None and not available.contains(needed):
             error = f"Task group uses more resources {needed} than available {available}"
         if error is not None:
             for task_info in tasks:
-                if isinstance(task_info, dict):
-                    self._master_update(framework, task_info, "TASK_ERROR", "REASON_TASK_GROUP_INVALID", error)
+                self._master_update(framework, task_info, "TASK_ERROR", "REASON_TASK_GROUP_INVALID", error)
             return available
-        executor_id = value_of(executor, "executor_id") or ""
         for task_info, resources in validated:
             self._add_task(framework, agent, role, task_info, resources, executor_id)
         agent.send(
@@ -742,9 +704,11 @@ class Master:
             agent.remove_task(framework.framework_id, task.task_id)
             self._persist_agent(agent.agent_id)
 
-    def _transition(self, framework: Framework | None, task: Task, status: dict) -> None:
+    def _transition(
+        self, framework: Framework | None, task: Task, status: dict, latest_state: str | None = None
+    ) -> None:
         was_terminal = task.terminal
-        if task.apply(status) and task.terminal and not was_terminal:
+        if task.apply(status, latest_state) and task.terminal and not was_terminal:
             self.counters[f"master/tasks_{task.state[5:].lower()}"] += 1
             self._release(task)
             self._persist_agent(task.agent_id)
@@ -987,7 +951,9 @@ class Master:
             return
         task = framework.tasks.get(task_id)
         if task is not None:
-            self._transition(framework, task, status)
+            # The task takes the agent's latest state; the framework gets the update as it is (in order).
+            latest_state = update.get("latest_state")
+            self._transition(framework, task, status, latest_state if latest_state in TASK_STATES else None)
         self.counters["master/valid_status_updates"] += 1
         framework.send(event("UPDATE", {"status": status}))
 
@@ -1318,57 +1284,6 @@ class Master:
         if framework_id in self.removed_framework_ids:
             return {"framework_info": {"id": id_value(framework_id)}, "removed": True}
         return None
-
-
-def _id_list(items: object, where: str) -> list[str]:
-    if items is None:
-        return []
-    if not isinstance(items, list):
-        raise CallError(f'{where} must be a list of {{"value": ...}} objects')
-    values = []
-    for index, item in enumerate(items):
-        value = value_of(item)
-        if value is None:
-            raise CallError(f"{where}[{index}] must be an object with a string 'value'")
-        values.append(value)
-    return values
-
-
-def _refuse_seconds(filters: object, where: str) -> float:
-    if filters is None:
-        return DEFAULT_REFUSE_SECONDS
-    if not isinstance(filters, dict):
-        raise CallError(f"{where} must be an object")
-    value = filters.get("refuse_seconds", DEFAULT_REFUSE_SECONDS)
-    if not isinstance(value, int | float) or isinstance(value, bool):
-        raise CallError(f"{where}.refuse_seconds must be a number")
-    return float(value)
-
-
-def _roles_of(body: dict | None, framework: Framework) -> list[str] | None:
-    if not body:
-        return None
-    roles = body.get("roles")
-    if roles is None and isinstance(body.get("role"), str):
-        roles = [body["role"]]
-    if roles is None:
-        return None
-    if not isinstance(roles, list) or not all(isinstance(role, str) for role in roles):
-        raise CallError("'roles' must be a list of strings")
-    unknown = [role for role in roles if role not in framework.roles]
-    if unknown:
-        raise CallError(f"Framework is not subscribed to role(s) {', '.join(unknown)}")
-    return roles
-
-
-def _tasks_of(operations: list) -> list[dict]:
-    tasks = []
-    for operation in operations:
-        if operation.get("type") == "LAUNCH":
-            tasks += (operation.get("launch") or {}).get("task_infos") or []
-        elif operation.get("type") == "LAUNCH_GROUP":
-            tasks += ((operation.get("launch_group") or {}).get("task_group") or {}).get("tasks") or []
-    return [task for task in tasks if isinstance(task, dict)]
 
 
 def _sum(items) -> Resources:
