@@ -34,6 +34,26 @@ KILL_SELECTIONS = ("YOUNGEST_FIRST", "OLDEST_FIRST")
 PORT_NAME = re.compile(r"^[a-z0-9-]+$")
 LABEL_OR_ENV_NAME = re.compile(r"^\S+$")
 
+# -- limits: what a definition may hold (each refused with 422 naming the field) ------------------------
+# Marathon's own field types where it has them: counts and seconds are int32.
+INT32_MAX = 2**31 - 1
+# cpus, mem (MB), disk (MB): far beyond any machine, well inside Mesos's fixed-point scalars (int64/1000).
+MAX_SCALAR_RESOURCE = 1_000_000_000
+# backoffFactor: Marathon only asks for >= 1; past this the second failure already hits maxLaunchDelaySeconds.
+MAX_BACKOFF_FACTOR = 100.0
+# Any other number anywhere in a definition (ipAddress, volumes, ...): exactly representable integers only.
+MAX_ANY_NUMBER = 2**53
+# An id becomes a Mesos task id (`prod_web.<uuid>`, 37 more characters) that must stay within Mesos's 255.
+MAX_ID_LENGTH = 200
+MAX_ID_DEPTH = 32
+# Linux refuses a single argument or environment string of 128 KiB or more (MAX_ARG_STRLEN): such a
+# `cmd` (one argument of `sh -c`), argument or variable could never start.
+MAX_ARGUMENT_BYTES = 128 * 1024 - 1
+MAX_ENV_VARIABLES = 1024
+MAX_LABELS = 256
+MAX_LABEL_KEY_LENGTH = 255
+MAX_LABEL_VALUE_BYTES = 64 * 1024
+
 # Fields Marathon reports but does not take as input; clients that GET then PUT send them back.
 READ_ONLY_FIELDS = frozenset(
     {
@@ -141,7 +161,14 @@ class _Checker:
             return None
         return int(value) if integer else float(value)
 
-    def string(self, path: str, value: Any, allow_empty: bool = True, nullable: bool = False) -> Any:
+    def string(
+        self,
+        path: str,
+        value: Any,
+        allow_empty: bool = True,
+        nullable: bool = False,
+        max_bytes: int | None = None,
+    ) -> Any:
         if value is None and nullable:
             return None
         if not isinstance(value, str):
@@ -149,6 +176,9 @@ class _Checker:
             return None
         if not allow_empty and not value.strip():
             self.fail(path, "must not be empty")
+            return None
+        if max_bytes is not None and len(value) > max_bytes // 4 and _utf8_length(value) > max_bytes:
+            self.fail(path, f"is {_utf8_length(value)} bytes long, the limit is {max_bytes}")
             return None
         return value
 
@@ -192,7 +222,7 @@ class _Checker:
         path: str,
         raw: Mapping,
         minimums: Mapping[str, float],
-        maximum: float | None = None,
+        maximum: float | None = INT32_MAX,
         integer: bool = False,
     ) -> dict[str, Any]:
         """The valid numbers `raw` gives for the fields named in `minimums` (each with its own minimum).
@@ -207,26 +237,51 @@ class _Checker:
                     numbers[name] = number
         return numbers
 
-    def string_list(self, path: str, value: Any) -> list[str] | None:
+    def string_list(self, path: str, value: Any, max_bytes: int | None = None) -> list[str] | None:
         items = self.array(path, value)
         if items is None:
             return None
         for index, item in enumerate(items):
-            self.string(f"{path}({index})", item)
+            self.string(f"{path}({index})", item, max_bytes=max_bytes)
         return list(items)
 
-    def string_map(self, path: str, value: Any, allow_secrets: bool = False) -> dict | None:
+    def string_map(
+        self,
+        path: str,
+        value: Any,
+        allow_secrets: bool = False,
+        max_entries: int = MAX_LABELS,
+        max_key_length: int = MAX_LABEL_KEY_LENGTH,
+        max_value_bytes: int = MAX_LABEL_VALUE_BYTES,
+    ) -> dict | None:
         mapping = self.object(path, value)
         if mapping is None:
             return None
+        if len(mapping) > max_entries:
+            self.fail(path, f"has {len(mapping)} entries, the limit is {max_entries}")
+            return None
         for key, item in mapping.items():
+            where = f"{path}/{_clipped(key)}"
             if not LABEL_OR_ENV_NAME.match(key):
-                self.fail(f"{path}/{key}", "names must not be empty or contain whitespace")
+                self.fail(where, "names must not be empty or contain whitespace")
+            elif len(key) > max_key_length:
+                self.fail(where, f"the name is {len(key)} characters long, the limit is {max_key_length}")
             elif allow_secrets and isinstance(item, Mapping) and set(item) == {"secret"}:
-                continue
+                self.string(f"{where}/secret", item["secret"], allow_empty=False, max_bytes=max_key_length)
             elif not isinstance(item, str):
-                self.fail(f"{path}/{key}", f"must be a string, got {_shown(item)}")
+                self.fail(where, f"must be a string, got {_shown(item)}")
+            else:
+                self.string(where, item, max_bytes=max_value_bytes)
         return mapping
+
+
+def _utf8_length(text: str) -> int:
+    return len(text.encode("utf-8", "surrogatepass"))
+
+
+def _clipped(text: str, length: int = 64) -> str:
+    """`text` short enough to quote in an error (a 10 MB value must not come back in every message)."""
+    return text if len(text) <= length else f"{text[:length]}... ({len(text)} characters)"
 
 
 def _shown(value: Any) -> str:
@@ -235,7 +290,7 @@ def _shown(value: Any) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, str):
-        return f"'{value}'"
+        return f"'{_clipped(value)}'"
     if isinstance(value, list):
         return "an array"
     if isinstance(value, Mapping):
@@ -270,6 +325,10 @@ def normalize_app(raw: Any, base_group: str = ROOT, app_id: str | None = None) -
             app[name] = None
     _normalize_ports(check, raw, app)
     _cross_check(check, raw, app)
+    if not check.violations:
+        # The fields checked one by one above have tighter bounds; this covers the free-form ones.
+        for path, number in _out_of_range_numbers(app):
+            check.fail(path, f"got {number}, expected a number between -{MAX_ANY_NUMBER} and {MAX_ANY_NUMBER}")
     if check.violations:
         raise ValidationError(check.violations)
     return app
@@ -307,7 +366,24 @@ def _app_id(check: _Checker, raw: Mapping, base_group: str, app_id: str | None) 
     if resolved == ROOT:
         check.fail("/id", "the root group '/' cannot be an app")
         return None
+    problem = path_limit_problem(resolved)
+    if problem:
+        check.fail("/id", problem)
+        return None
     return resolved
+
+
+def path_limit_problem(path_id: str) -> str | None:
+    """Why the absolute id `path_id` is too long or too deep for a new app or group; None when it is fine.
+
+    Only new ids are checked: an id stored before these limits can still be read and deleted.
+    """
+    if len(path_id) > MAX_ID_LENGTH:
+        return f"'{_clipped(path_id)}' is {len(path_id)} characters long, the limit is {MAX_ID_LENGTH}"
+    depth = path_id.count("/")
+    if depth > MAX_ID_DEPTH:
+        return f"'{_clipped(path_id)}' is {depth} levels deep, the limit is {MAX_ID_DEPTH}"
+    return None
 
 
 def _cross_check(check: _Checker, raw: Mapping, app: dict) -> None:
@@ -317,6 +393,9 @@ def _cross_check(check: _Checker, raw: Mapping, app: dict) -> None:
         check.fail("/", "an app takes either 'cmd' or 'args', not both")
     if not has_cmd and not has_args and not (container and container.get("docker")):
         check.fail("/", "an app must have a 'cmd', 'args' or a Docker container image")
+    if not any(app[name] for name in ("cpus", "mem", "disk", "gpus")):
+        # Mesos refuses a task that uses no resources; and nothing would bound how many fit in one offer.
+        check.fail("/", "a task must use some resources: cpus, mem, disk or gpus above 0")
     ports_count = len(_host_ports(app))
     for index, health_check in enumerate(app["healthChecks"]):
         port_index = health_check.get("portIndex")
@@ -349,11 +428,11 @@ def network_of(app: Mapping) -> str:
 
 
 def _cmd(check: _Checker, path: str, value: Any, _parent: str) -> Any:
-    return check.string(path, value, allow_empty=False)
+    return check.string(path, value, allow_empty=False, max_bytes=MAX_ARGUMENT_BYTES)
 
 
 def _args(check: _Checker, path: str, value: Any, _parent: str) -> Any:
-    return check.string_list(path, value)
+    return check.string_list(path, value, max_bytes=MAX_ARGUMENT_BYTES)
 
 
 def _string(check: _Checker, path: str, value: Any, _parent: str) -> Any:
@@ -369,14 +448,21 @@ def _labels(check: _Checker, path: str, value: Any, _parent: str) -> Any:
 
 
 def _env(check: _Checker, path: str, value: Any, _parent: str) -> Any:
-    return check.string_map(path, value, allow_secrets=True)
+    return check.string_map(
+        path,
+        value,
+        allow_secrets=True,
+        max_entries=MAX_ENV_VARIABLES,
+        max_key_length=MAX_LABEL_KEY_LENGTH,
+        max_value_bytes=MAX_ARGUMENT_BYTES - MAX_LABEL_KEY_LENGTH - 1,
+    )
 
 
 def _object(check: _Checker, path: str, value: Any, _parent: str) -> Any:
     return check.object(path, value)
 
 
-def _non_negative(integer: bool = False, minimum: float = 0, maximum: float | None = None) -> Callable:
+def _non_negative(integer: bool = False, minimum: float = 0, maximum: float | None = INT32_MAX) -> Callable:
     def normalize(check: _Checker, path: str, value: Any, _parent: str) -> Any:
         return check.number(path, value, minimum=minimum, maximum=maximum, integer=integer)
 
@@ -413,9 +499,15 @@ def _dependencies(check: _Checker, path: str, value: Any, parent: str) -> Any:
     result = []
     for index, item in enumerate(items):
         try:
-            result.append(canonical_path(item, parent))
+            dependency = canonical_path(item, parent)
         except PathError as error:
             check.fail(f"{path}({index})", str(error))
+            continue
+        problem = path_limit_problem(dependency)
+        if problem:
+            check.fail(f"{path}({index})", problem)
+        else:
+            result.append(dependency)
     return result
 
 
@@ -503,7 +595,9 @@ def _health_checks(check: _Checker, path: str, value: Any, _parent: str) -> Any:
                 if port is not None:
                     health_check["port"] = port
             else:
-                port_index = check.number(f"{where}/portIndex", raw.get("portIndex", 0), minimum=0, integer=True)
+                port_index = check.number(
+                    f"{where}/portIndex", raw.get("portIndex", 0), minimum=0, maximum=65535, integer=True
+                )
                 if port_index is not None:
                     health_check["portIndex"] = port_index
         for name in raw:
@@ -655,6 +749,56 @@ def _volumes(check: _Checker, path: str, value: Any) -> list:
     return items
 
 
+def _readiness_checks(check: _Checker, path: str, value: Any, _parent: str) -> Any:
+    """Stored as given (Marathon's fields), with every field of the right type and in range."""
+    items = check.array(path, value)
+    if items is None:
+        return None
+    for where, raw in check.objects_in(path, items):
+        for name in ("name", "path", "portName"):
+            if raw.get(name) is not None:
+                check.string(f"{where}/{name}", raw[name])
+        if raw.get("protocol") is not None:
+            check.choice(f"{where}/protocol", raw["protocol"], ("HTTP", "HTTPS"))
+        check.given_numbers(where, raw, {"intervalSeconds": 1, "timeoutSeconds": 1}, integer=True)
+        codes = raw.get("httpStatusCodesForReady")
+        if codes is not None and check.array(f"{where}/httpStatusCodesForReady", codes) is not None:
+            for index, code in enumerate(codes):
+                check.number(f"{where}/httpStatusCodesForReady({index})", code, 100, 599, integer=True)
+        if raw.get("preserveLastResponse") is not None:
+            check.boolean(f"{where}/preserveLastResponse", raw["preserveLastResponse"])
+    return items
+
+
+def _residency(check: _Checker, path: str, value: Any, _parent: str) -> Any:
+    residency = check.object(path, value)
+    if residency is None:
+        return None
+    check.given_numbers(path, residency, {"relaunchEscalationTimeoutSeconds": 0}, integer=True)
+    if residency.get("taskLostBehavior") is not None:
+        check.choice(
+            f"{path}/taskLostBehavior", residency["taskLostBehavior"], ("WAIT_FOREVER", "RELAUNCH_AFTER_TIMEOUT")
+        )
+    return residency
+
+
+def _out_of_range_numbers(value: Any) -> Iterator[tuple[str, Any]]:
+    """(path, number) of every number in `value` that is not finite or beyond `MAX_ANY_NUMBER` (no recursion)."""
+    pending: list[tuple[str, Any]] = [("", value)]
+    while pending:
+        path, current = pending.pop()
+        if isinstance(current, Mapping):
+            pending.extend((f"{path}/{_clipped(str(key))}", item) for key, item in current.items())
+        elif isinstance(current, list):
+            pending.extend((f"{path}({index})", item) for index, item in enumerate(current))
+        elif (
+            isinstance(current, int | float)
+            and not isinstance(current, bool)
+            and (not math.isfinite(current) or abs(current) > MAX_ANY_NUMBER)
+        ):
+            yield path or "/", current
+
+
 def _networks(check: _Checker, path: str, value: Any, _parent: str) -> Any:
     items = check.array(path, value)
     if items is None:
@@ -685,9 +829,9 @@ _FIELD_NORMALIZERS: dict[str, Callable[[_Checker, str, Any, str], Any]] = {
     "user": _string,
     "env": _env,
     "instances": _non_negative(integer=True),
-    "cpus": _non_negative(),
-    "mem": _non_negative(),
-    "disk": _non_negative(),
+    "cpus": _non_negative(maximum=MAX_SCALAR_RESOURCE),
+    "mem": _non_negative(maximum=MAX_SCALAR_RESOURCE),
+    "disk": _non_negative(maximum=MAX_SCALAR_RESOURCE),
     "gpus": _non_negative(integer=True),
     "executor": _string,
     "constraints": _constraints,
@@ -695,17 +839,17 @@ _FIELD_NORMALIZERS: dict[str, Callable[[_Checker, str, Any, str], Any]] = {
     "fetch": _fetch,
     "storeUrls": _string_list,
     "backoffSeconds": _non_negative(),
-    "backoffFactor": _non_negative(minimum=1.0),
+    "backoffFactor": _non_negative(minimum=1.0, maximum=MAX_BACKOFF_FACTOR),
     "maxLaunchDelaySeconds": _non_negative(),
     "container": _container,
     "healthChecks": _health_checks,
-    "readinessChecks": lambda check, path, value, _parent: check.array(path, value),
+    "readinessChecks": _readiness_checks,
     "dependencies": _dependencies,
     "upgradeStrategy": _upgrade_strategy,
     "labels": _labels,
     "acceptedResourceRoles": _accepted_roles,
     "ipAddress": _object,
-    "residency": _object,
+    "residency": _residency,
     "secrets": _secrets,
     "taskKillGracePeriodSeconds": _non_negative(minimum=0),
     "unreachableStrategy": _unreachable_strategy,

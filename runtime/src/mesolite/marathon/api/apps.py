@@ -2,16 +2,25 @@
 
 from __future__ import annotations
 
+import copy
+import re
+from collections.abc import Mapping
+from typing import Any
+
 from aiohttp import web
 
 from mesolite.marathon import health
-from mesolite.marathon.api.context import flag, json_body, marathon_of, service_of
+from mesolite.marathon.api.context import flag, json_body, marathon_of, max_node_size, service_of
 from mesolite.marathon.api.views import app_json, deployment_reference, parse_embeds
-from mesolite.marathon.core import NotFound
+from mesolite.marathon.app_definition import ValidationError, merge_update, normalize_app
+from mesolite.marathon.core import Marathon, NotFound
 from mesolite.marathon.paths import PathError, canonical_path
+from mesolite.marathon.record_size import check_change_fits
 
 LIST_DEFAULT_EMBEDS = {"counts", "deployments"}
 SHOW_DEFAULT_EMBEDS = {"counts", "deployments", "tasks", "lastTaskFailure", "readiness"}
+# Marathon's versions are ISO-8601 timestamps (`2015-09-17T09:32:42.598Z`).
+VERSION = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,9})?(Z|[+-]\d{2}:?\d{2})$")
 
 
 def app_id_of(request: web.Request) -> str:
@@ -56,9 +65,34 @@ def _labels_match(labels: dict, selector: str) -> bool:
     return True
 
 
+def _target_of(marathon: Marathon, app_id: str | None, raw: Any, partial: bool) -> tuple[str, dict] | None:
+    """The app id and definition `raw` asks for, as the domain will compute it; None when it is invalid
+    (the domain then answers with every problem)."""
+    try:
+        if app_id is None:
+            app = normalize_app(raw)
+            return app["id"], app
+        current = marathon.apps.get(app_id)
+        if not isinstance(raw, Mapping) or set(raw) == {"version"}:
+            return None  # a rollback to a stored version stores nothing new
+        return app_id, normalize_app(merge_update(current, raw) if current and partial else raw, app_id=app_id)
+    except (ValidationError, PathError):
+        return None
+
+
+def check_apps_fit(request: web.Request, targets: dict[str, dict], where: dict[str, str] | None = None) -> None:
+    """422 before anything is written when the change to `targets` would store a record over --zk_max_node_size."""
+    marathon = marathon_of(request)
+    original = {app_id: marathon.apps.get(app_id) for app_id in targets}
+    check_change_fits(original, targets, max_node_size(request), where)
+
+
 async def create_app(request: web.Request) -> web.Response:
     marathon = marathon_of(request)
     body = await json_body(request)
+    target = _target_of(marathon, None, body, partial=False)
+    if target is not None:
+        check_apps_fit(request, dict([target]))
     app, deployment = await marathon.create_app(body)
     marathon.events.publish("api_post_event", clientIp=request.remote, uri=request.path, appDefinition=app)
     wire = app_json(marathon, app, {"counts", "deployments", "tasks"})
@@ -72,9 +106,21 @@ async def create_app(request: web.Request) -> web.Response:
 async def update_apps(request: web.Request) -> web.Response:
     marathon = marathon_of(request)
     body = await json_body(request)
-    deployment = await marathon.update_apps(
-        body, partial=flag(request, "partialUpdate", True), force=flag(request, "force")
-    )
+    partial = flag(request, "partialUpdate", True)
+    if isinstance(body, list):
+        targets: dict[str, dict] = {}
+        where: dict[str, str] = {}
+        for index, raw in enumerate(body):
+            raw_id = raw.get("id") if isinstance(raw, Mapping) else None
+            try:
+                app_id = canonical_path(raw_id) if isinstance(raw_id, str) else None
+            except PathError:
+                app_id = None
+            target = _target_of(marathon, app_id, raw, partial) if app_id else None
+            if target is not None:
+                targets[target[0]], where[target[0]] = target[1], f"/({index})"
+        check_apps_fit(request, targets, where)
+    deployment = await marathon.update_apps(body, partial=partial, force=flag(request, "force"))
     return web.json_response(deployment_reference(deployment), headers={"Marathon-Deployment-Id": deployment.id})
 
 
@@ -88,9 +134,18 @@ async def show_app(request: web.Request) -> web.Response:
 async def update_app(request: web.Request) -> web.Response:
     """PUT and PATCH: a partial update by default (PUT with partialUpdate=false replaces); creates when absent."""
     marathon = marathon_of(request)
-    app_id = app_id_of(request)
+    try:
+        # Creates the app when absent: an id it could never have is a 422 naming the id, not a 404.
+        app_id = canonical_path(request.match_info["app_id"])
+    except PathError as error:
+        raise ValidationError([("/id", str(error))]) from None
     body = await json_body(request)
     partial = True if request.method == "PATCH" else flag(request, "partialUpdate", True)
+    if isinstance(body, Mapping) and set(body) == {"version"} and not is_version(body["version"]):
+        raise ValidationError([("/version", f"{str(body['version'])[:64]!r} is not a version of the app")])
+    target = _target_of(marathon, app_id, body, partial)
+    if target is not None:
+        check_apps_fit(request, dict([target]))
     deployment, created = await marathon.update_app(app_id, body, partial=partial, force=flag(request, "force"))
     marathon.events.publish(
         "api_post_event", clientIp=request.remote, uri=request.path, appDefinition=marathon.apps.get(app_id)
@@ -107,7 +162,10 @@ async def delete_app(request: web.Request) -> web.Response:
 
 
 async def restart_app(request: web.Request) -> web.Response:
-    deployment = await marathon_of(request).restart_app(app_id_of(request), force=flag(request, "force"))
+    app_id = app_id_of(request)
+    # A restart stores the app once more (a new version) and twice in its deployment.
+    check_apps_fit(request, {app_id: copy.deepcopy(marathon_of(request).app(app_id))})
+    deployment = await marathon_of(request).restart_app(app_id, force=flag(request, "force"))
     return web.json_response(deployment_reference(deployment), headers={"Marathon-Deployment-Id": deployment.id})
 
 
@@ -163,10 +221,17 @@ async def app_version(request: web.Request) -> web.Response:
     marathon = marathon_of(request)
     app_id = app_id_of(request)
     marathon.app(app_id)
-    version = await marathon.storage.app_version(app_id, request.match_info["version"])
+    wanted = request.match_info["version"]
+    version = await marathon.storage.app_version(app_id, wanted) if is_version(wanted) else None
     if version is None:
-        raise NotFound(f"App '{app_id}' does not exist in version {request.match_info['version']}")
+        raise NotFound(f"App '{app_id}' does not exist in version {wanted[:64]}")
     return web.json_response(version)
+
+
+def is_version(value: Any) -> bool:
+    """Whether `value` can be an app version (a timestamp): anything else is never looked up in ZooKeeper,
+    where a key of megabytes would end the session (and with it the leadership)."""
+    return isinstance(value, str) and VERSION.match(value) is not None
 
 
 def add_routes(router: web.UrlDispatcher) -> None:

@@ -4,12 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 
 from aiohttp import web
 
 from mesolite.marathon.api.context import service_of
-from mesolite.marathon.events import END_OF_STREAM
 
 KEEPALIVE_SECONDS = 15
 
@@ -22,32 +20,26 @@ async def event_stream(request: web.Request) -> web.StreamResponse:
         headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache", "Connection": "keep-alive"}
     )
     await response.prepare(request)
-    queue = bus.subscribe()
+    subscription = bus.subscribe(wanted)
     try:
-        attached = bus.publish("event_stream_attached", remoteAddress=request.remote or "")
-        await _send(response, attached, wanted)
+        # Every stream, this one included, is told of the new subscriber.
+        bus.publish("event_stream_attached", remoteAddress=request.remote or "")
         while True:
             try:
-                event = await asyncio.wait_for(queue.get(), KEEPALIVE_SECONDS)
+                frame = await asyncio.wait_for(subscription.next_frame(), KEEPALIVE_SECONDS)
             except TimeoutError:
                 await response.write(b"\r\n")
                 continue
-            if event is END_OF_STREAM:
+            if frame is None:  # the bus ended the stream (no longer leading, or this client fell behind)
                 break
-            await _send(response, event, wanted)
+            await response.write(frame)
     except (ConnectionResetError, asyncio.CancelledError):
         pass
     finally:
-        bus.unsubscribe(queue)
+        bus.unsubscribe(subscription)
         with contextlib.suppress(Exception):
             bus.publish("event_stream_detached", remoteAddress=request.remote or "")
     return response
-
-
-async def _send(response: web.StreamResponse, event: dict, wanted: set[str]) -> None:
-    if wanted and event["eventType"] not in wanted:
-        return
-    await response.write(f"event: {event['eventType']}\ndata: {json.dumps(event)}\n\n".encode())
 
 
 def add_routes(router: web.UrlDispatcher) -> None:

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from aiohttp import web
 
-from mesolite.marathon.api.context import flag, json_body, marathon_of
+from mesolite.marathon.api.context import flag, json_body, marathon_of, max_node_size
 from mesolite.marathon.api.views import deployment_reference, group_json, parse_embeds
 from mesolite.marathon.core import NotFound
+from mesolite.marathon.group_definition import parse_group
 from mesolite.marathon.paths import ROOT, PathError, canonical_path
+from mesolite.marathon.record_size import check_change_fits
 
 
 def _group_id(request: web.Request) -> str:
@@ -27,12 +31,23 @@ async def show_group(request: web.Request) -> web.Response:
     return web.json_response(group_json(marathon, group_id, embeds))
 
 
+def _checked_group(request: web.Request, body: Any, group_id: str | None, parent: str = ROOT) -> str:
+    """The group's id once every field of `body` is valid and every record it writes fits; 422 otherwise."""
+    marathon = marathon_of(request)
+    tree = parse_group(body, group_id, parent, existing=marathon.group_ids())
+    apps, where = tree.normalized_apps()
+    original = {app_id: marathon.apps.get(app_id) for app_id in apps}
+    check_change_fits(original, apps, max_node_size(request), where, groups=tree.groups.values())
+    return tree.group_id
+
+
 async def create_group(request: web.Request) -> web.Response:
     marathon = marathon_of(request)
     body = await json_body(request)
     parent = _group_id(request)
-    if isinstance(body, dict) and parent != ROOT:
-        body = {**body, "id": canonical_path(body.get("id", ""), parent)}
+    group_id = _checked_group(request, body, None, parent)
+    if parent != ROOT:
+        body = {**body, "id": group_id}
     deployment = await marathon.put_group(body, force=flag(request, "force"))
     return web.json_response(
         deployment_reference(deployment), status=201, headers={"Marathon-Deployment-Id": deployment.id}
@@ -42,7 +57,9 @@ async def create_group(request: web.Request) -> web.Response:
 async def update_group(request: web.Request) -> web.Response:
     marathon = marathon_of(request)
     body = await json_body(request)
-    deployment = await marathon.put_group(body, group_id=_group_id(request), force=flag(request, "force"))
+    group_id = _group_id(request)
+    _checked_group(request, body, group_id)
+    deployment = await marathon.put_group(body, group_id=group_id, force=flag(request, "force"))
     return web.json_response(deployment_reference(deployment), headers={"Marathon-Deployment-Id": deployment.id})
 
 

@@ -44,6 +44,7 @@ async def info(request: web.Request) -> web.Response:
             "zk_timeout": int(flags.zk_timeout),
             "zk_session_timeout": int(flags.zk_session_timeout),
             "zk_max_versions": flags.zk_max_versions,
+            "zk_max_node_size": flags.zk_max_node_size,
             "zk_compression": False,
         },
         "http_config": {"http_port": flags.http_port, "https_port": None},

@@ -8,7 +8,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from mesolite.marathon import health
-from mesolite.marathon.app_definition import READ_ONLY_FIELDS
+from mesolite.marathon.app_definition import MAX_ID_DEPTH, READ_ONLY_FIELDS
 from mesolite.marathon.core import Marathon
 from mesolite.marathon.deployments import Deployment
 from mesolite.marathon.paths import ROOT, is_within, parent_of
@@ -87,20 +87,54 @@ def deployment_reference(deployment: Deployment) -> dict[str, str]:
 
 
 def group_json(marathon: Marathon, group_id: str, embeds: set[str]) -> dict[str, Any]:
-    """The group tree under `group_id` (implicit groups from app ids plus explicit ones)."""
-    all_groups = marathon.group_ids()
-    direct_apps = sorted(a for a in marathon.apps if parent_of(a) == group_id)
-    direct_groups = sorted(g for g in all_groups if g != ROOT and g != group_id and parent_of(g) == group_id)
-    within = [marathon.apps[a]["version"] for a in marathon.apps if is_within(a, group_id)]
-    explicit = marathon.groups.get(group_id, {})
-    return {
-        "id": group_id,
-        "apps": [app_json(marathon, marathon.apps[a], embeds) for a in direct_apps],
-        "groups": [group_json(marathon, g, embeds) for g in direct_groups],
-        "pods": [],
-        "dependencies": explicit.get("dependencies", []),
-        "version": max([*within, explicit.get("version", "")]) or None,
-    }
+    """The group tree under `group_id` (implicit groups from app ids plus explicit ones), built in one pass.
+
+    No recursion and one scan of the groups: a tree 3,000 levels deep (stored before ids were limited)
+    once took Marathon 30-44 s and 4.4 GB per request. Groups more than `MAX_ID_DEPTH` levels below
+    `group_id` are listed flat in their ancestor at that depth (JSON encoders refuse deeper nesting);
+    every app still appears once, with its full id.
+    """
+    members = sorted(g for g in marathon.group_ids() if is_within(g, group_id))
+    nodes: dict[str, dict[str, Any]] = {}
+    for path in members:
+        explicit = marathon.groups.get(path, {})
+        nodes[path] = {
+            "id": path,
+            "apps": [],
+            "groups": [],
+            "pods": [],
+            "dependencies": explicit.get("dependencies", []),
+            "version": explicit.get("version") or "",
+        }
+    base_depth = _depth(group_id)
+    for path in members:
+        container = _rendered_parent(path, base_depth)
+        if path != group_id and container in nodes:
+            nodes[container]["groups"].append(nodes[path])
+    for app_id in sorted(a for a in marathon.apps if a != group_id and is_within(a, group_id)):
+        app = marathon.apps[app_id]
+        nodes[_rendered_parent(app_id, base_depth)]["apps"].append(app_json(marathon, app, embeds))
+        parent = parent_of(app_id)
+        nodes[parent]["version"] = max(nodes[parent]["version"], app.get("version") or "")
+    # A group's version is the newest of everything within it: carry versions up, deepest groups first.
+    for path in sorted(members, key=_depth, reverse=True):
+        parent = parent_of(path)
+        if path != group_id and parent in nodes:
+            nodes[parent]["version"] = max(nodes[parent]["version"], nodes[path]["version"])
+    for node in nodes.values():
+        node["version"] = node["version"] or None
+    return nodes[group_id]
+
+
+def _depth(path: str) -> int:
+    return 0 if path == ROOT else path.count("/")
+
+
+def _rendered_parent(path: str, base_depth: int) -> str:
+    """The group `path` is listed in: its parent, or its ancestor `MAX_ID_DEPTH` levels below the shown group."""
+    if _depth(path) - base_depth <= MAX_ID_DEPTH:
+        return parent_of(path)
+    return "/" + "/".join(path.strip("/").split("/")[: base_depth + MAX_ID_DEPTH])
 
 
 def queue_json(marathon: Marathon, last_unused_offers: bool = False) -> dict[str, Any]:
