@@ -7,9 +7,5 @@ venv=${1:-$root/.venv}
 
 [ -x "$venv/bin/python" ] || python3 -m venv "$venv"
 "$venv/bin/python" -m pip install --quiet -r "$root/requirements/controller.txt"
-if [ -f "$root/runtime/pyproject.toml" ]; then
-  "$venv/bin/python" -m pip install --quiet -e "$root/runtime[test]"
-else
-  echo "runtime/pyproject.toml does not exist yet: skipping the runtime package"
-fi
+"$venv/bin/python" -m pip install --quiet -e "$root/runtime[test]"
 "$root/scripts/install-pymesos.sh" "$venv"

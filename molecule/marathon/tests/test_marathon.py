@@ -30,7 +30,8 @@ def test_each_flag_has_its_file(host, flag, value):
 def test_service_is_enabled_and_running(host):
     assert host.service("marathon").is_enabled
     assert host.service("marathon").is_running
-    assert host.check_output("systemctl show -P Restart marathon") == "on-failure"
+    assert host.check_output("systemctl show -P Restart marathon") == "always"
+    assert host.check_output("systemctl show -P StartLimitIntervalUSec marathon") == "0"
 
 
 def test_marathon_answers_ping(host):

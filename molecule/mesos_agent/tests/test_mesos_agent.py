@@ -37,8 +37,10 @@ def test_ip_flag_is_the_host_address(host):
     assert host.file("/etc/mesos-slave/ip").content_string == f"{node_address(host)}\n"
 
 
-def test_unit_kills_only_the_agent_process(host):
+def test_unit_kills_only_the_agent_process_and_restarts_on_any_exit(host):
     assert host.check_output("systemctl show -P KillMode mesos-slave") == "process"
+    assert host.check_output("systemctl show -P Restart mesos-slave") == "always"
+    assert host.check_output("systemctl show -P StartLimitIntervalUSec mesos-slave") == "0"
 
 
 def test_unit_is_running_and_enabled_under_both_names(host):

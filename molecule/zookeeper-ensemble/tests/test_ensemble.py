@@ -105,8 +105,8 @@ def test_a_new_leader_takes_over_within_10_s_and_the_old_one_rejoins_as_follower
 
 
 def test_other_plays_learn_the_connect_string():
-    # How playbooks/mesos.yml and marathon.yml learn it: a play on the zookeeper group runs the
-    # role's connect_string tasks (no change on any host), a later play on another group reads it.
+    # How playbooks/mesos.yml and marathon.yml learn it: a play on another group computes it from the
+    # inventory alone (the cluster role), with no play on the zookeeper group first.
     playbook = os.path.join(os.path.dirname(__file__), "..", "connect_string.yml")
     # The inventory directory: it also holds the hosts molecule.yml adds (a mesos_masters host).
     inventory = os.path.dirname(os.environ["MOLECULE_INVENTORY_FILE"])

@@ -81,7 +81,8 @@ def test_a_znode_written_through_2181_is_read_back_through_2183(host):
 
 def test_instances_run_unprivileged_and_hardened(host):
     properties = host.check_output(
-        "systemctl show zookeeper@1 -p User -p NoNewPrivileges -p ProtectSystem -p PrivateTmp -p LimitNOFILE -p Restart"
+        "systemctl show zookeeper@1 -p User -p NoNewPrivileges -p ProtectSystem -p PrivateTmp -p LimitNOFILE"
+        " -p Restart -p StartLimitIntervalUSec"
     )
     assert set(properties.splitlines()) >= {
         "User=zookeeper",
@@ -89,7 +90,8 @@ def test_instances_run_unprivileged_and_hardened(host):
         "ProtectSystem=strict",
         "PrivateTmp=yes",
         "LimitNOFILE=65536",
-        "Restart=on-failure",
+        "Restart=always",
+        "StartLimitIntervalUSec=0",
     }
     assert len(host.process.filter(comm="java", user="zookeeper")) == len(INSTANCES)
     assert host.process.filter(comm="java", user="root") == []
