@@ -109,7 +109,7 @@ def test_unacknowledged_updates_are_resent_in_order(launcher, home, master):
     assert sent_states == ["TASK_STARTING", "TASK_RUNNING", "TASK_FINISHED"]
 
 
-def test_cpu_and_memory_limits_are_set_through_cgroups(launcher, home, master):
+def test_cpu_and_memory_limits_cover_the_task_and_its_executor(launcher, home, master):
     from mesolite.agent.cgroups import hierarchy_problem
 
     problem = hierarchy_problem("memory", "/sys/fs/cgroup", "mesos")
@@ -124,8 +124,9 @@ def test_cpu_and_memory_limits_are_set_through_cgroups(launcher, home, master):
     )  # fmt: skip
     wait_for_state(master, "limited", "TASK_FINISHED")
     output = read_sandbox_file(agent.url(), agent_tasks(agent.url())["limited"]["directory"], "stdout").splitlines()
-    assert str(64 * 1024 * 1024) in output
-    assert "512" in output
+    # The task's own 0.5 cpus and 64 MB plus the executor's allowance (0.1 cpus, 32 MB), as Mesos sizes them.
+    assert str((64 + 32) * 1024 * 1024) in output
+    assert str(int(0.6 * 1024)) in output
     assert any(line.endswith(":memory:/mesos/" + line.rsplit("/", 1)[-1]) for line in output if ":memory:" in line)
 
 

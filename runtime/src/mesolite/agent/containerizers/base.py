@@ -24,6 +24,11 @@ DEFAULT_CGROUPS_ROOT = "mesos"
 DEFAULT_SANDBOX_DIRECTORY = "/mnt/mesos/sandbox"
 DEFAULT_DOCKER_SOCKET = "/var/run/docker.sock"
 LOOPBACK = "127.0.0.1"
+# What Mesos adds to a command task's container for the executor that runs it (DEFAULT_EXECUTOR_CPUS and
+# DEFAULT_EXECUTOR_MEM): the container's limits cover the task and its executor's overhead, so that a task
+# sized to its own needs is not throttled or OOM-killed for the executor's share.
+COMMAND_EXECUTOR_CPUS = 0.1
+COMMAND_EXECUTOR_MEMORY_MEGABYTES = 32.0
 
 
 @dataclass(frozen=True)

@@ -17,6 +17,8 @@ import signal
 from mesolite.agent import cgroups
 from mesolite.agent.checkpoint import WorkDirectory, open_for_append
 from mesolite.agent.containerizers.base import (
+    COMMAND_EXECUTOR_CPUS,
+    COMMAND_EXECUTOR_MEMORY_MEGABYTES,
     AgentOptions,
     Containerizer,
     ExecutorRun,
@@ -165,8 +167,8 @@ class MesosContainerizer(Containerizer):
         resources = run.resources
         container_cgroups, problems = cgroups.create_container_cgroups(
             run.container_id,
-            resources.scalar("cpus"),
-            resources.scalar("mem"),
+            resources.scalar("cpus") + COMMAND_EXECUTOR_CPUS,
+            resources.scalar("mem") + COMMAND_EXECUTOR_MEMORY_MEGABYTES,
             isolation=run.options.isolation,
             hierarchy=run.options.cgroups_hierarchy,
             cgroups_root=run.options.cgroups_root,
