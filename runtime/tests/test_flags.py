@@ -68,7 +68,10 @@ def test_packaging_convention_files(tmp_path):
         False,
         "prod",
     )
-    assert flags._origins["quorum"].endswith("etc/mesos-master/quorum")
+    # A value that does not parse is reported with the file it came from.
+    write(tmp_path, "etc/mesos-master/quorum", "two\n")
+    with pytest.raises(FlagError, match="etc/mesos-master/quorum"):
+        master_flags(tmp_path).parse([], environment(tmp_path))
 
 
 def test_precedence_command_line_over_environment_over_files(tmp_path):

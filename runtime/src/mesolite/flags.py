@@ -149,14 +149,10 @@ class FlagSet:
         environ = os.environ if environ is None else environ
         self.warnings = []
         values: dict[str, Any] = {flag.name: flag.default for flag in self.flags}
-        origins: dict[str, str] = {flag.name: "default" for flag in self.flags}
         for source in (self._from_files(environ), self._from_environment(environ), self._from_command_line(argv)):
-            for flag, value, origin in source:
+            for flag, value in source:
                 values[flag.name] = value
-                origins[flag.name] = origin
-        namespace = SimpleNamespace(**values)
-        namespace._origins = origins
-        return namespace
+        return SimpleNamespace(**values)
 
     def load(self, argv: Sequence[str]) -> SimpleNamespace:
         """`parse`, for a service's `main`: prints help (exit 0) or the error (exit 2) and exits."""
@@ -196,16 +192,16 @@ class FlagSet:
             raise FlagError(f"unknown flag --{name} (from {origin})")
         return flag
 
-    def _value(self, flag: Flag, text: str, origin: str) -> tuple[Flag, Any, str]:
+    def _value(self, flag: Flag, text: str, origin: str) -> tuple[Flag, Any]:
         if text.startswith("file://") and not flag.is_boolean:
             path = Path(text[len("file://") :])
             try:
                 text = path.read_text().strip()
             except OSError as error:
                 raise FlagError(f"flag --{flag.name} from {origin}: cannot read {path}: {error.strerror}") from None
-        return flag, flag.convert(text, origin), origin
+        return flag, flag.convert(text, origin)
 
-    def _from_command_line(self, argv: Sequence[str]) -> Iterable[tuple[Flag, Any, str]]:
+    def _from_command_line(self, argv: Sequence[str]) -> Iterable[tuple[Flag, Any]]:
         arguments = list(argv)
         index = 0
         unknown: list[str] = []
@@ -222,7 +218,7 @@ class FlagSet:
                 flag = self._by_name[name[3:]]
                 if not flag.is_boolean:
                     raise FlagError(f"--no-{flag.name}: only boolean flags can be negated")
-                results.append((flag, False, "the command line"))
+                results.append((flag, False))
                 continue
             if name not in self._by_name:
                 unknown.append(f"--{name}")
@@ -230,7 +226,7 @@ class FlagSet:
             flag = self._by_name[name]
             if not has_value:
                 if flag.is_boolean:
-                    results.append((flag, True, "the command line"))
+                    results.append((flag, True))
                     continue
                 if index >= len(arguments):
                     raise FlagError(f"flag --{name} needs a value (--{name}=VALUE)")
@@ -243,7 +239,7 @@ class FlagSet:
             )
         return results
 
-    def _from_environment(self, environ: Mapping[str, str]) -> Iterable[tuple[Flag, Any, str]]:
+    def _from_environment(self, environ: Mapping[str, str]) -> Iterable[tuple[Flag, Any]]:
         results = []
         for variable, value in sorted(environ.items()):
             if not variable.startswith(self.env_prefix):
@@ -256,7 +252,7 @@ class FlagSet:
             results.append(self._value(flag, value, f"environment variable {variable}"))
         return results
 
-    def _from_files(self, environ: Mapping[str, str]) -> Iterable[tuple[Flag, Any, str]]:
+    def _from_files(self, environ: Mapping[str, str]) -> Iterable[tuple[Flag, Any]]:
         root = environ.get(CONFIG_ROOT_VARIABLE, "")
         results = []
         if self.zookeeper_file and self.zookeeper_flag:
@@ -284,7 +280,7 @@ class FlagSet:
                             f"{path}: --{flag_name} is not a boolean flag; write its value into {folder}/{flag_name}"
                         )
                     else:
-                        results.append((flag, not negated, str(path)))
+                        results.append((flag, not negated))
                     continue
                 flag = self._by_name.get(name)
                 if flag is None:

@@ -79,10 +79,6 @@ def ranges_contain(outer: Ranges, inner: Ranges) -> bool:
     return not subtract_ranges(inner, outer)
 
 
-def ranges_size(ranges: Ranges) -> int:
-    return sum(end - begin + 1 for begin, end in ranges)
-
-
 def format_ranges(ranges: Ranges) -> str:
     """The Mesos text form, as /state shows it: `[31000-31999, 32001-32000]`."""
     return "[" + ", ".join(f"{begin}-{end}" for begin, end in ranges) + "]"
@@ -556,8 +552,3 @@ def flatten_attributes(attributes: Iterable[Mapping]) -> dict[str, float | str]:
         elif kind == "SET":
             flat[name] = "{" + ",".join(attribute.get("set", {}).get("item", [])) + "}"
     return flat
-
-
-def attribute_value(attribute: Mapping) -> str:
-    """An attribute's value as text, as Marathon's constraints compare it."""
-    return str(flatten_attributes([attribute]).get(attribute.get("name", ""), ""))

@@ -85,7 +85,7 @@ def remove_containers_of(work_dir: Path) -> None:
         return
     import docker  # only where there is a dockerd: the agent's tests run without one too
 
-    from mesolite.agent.containerizers.docker import LABEL_WORK_DIR
+    from mesolite.agent.containerizers.docker.spec import LABEL_WORK_DIR
 
     with docker.APIClient(base_url=f"unix://{DEFAULT_DOCKER_SOCKET}", version="auto") as api:
         for container in api.containers(all=True, filters={"label": f"{LABEL_WORK_DIR}={work_dir}"}):

@@ -31,7 +31,7 @@ from docker_testing import (  # noqa: F401 - fixtures
 
 from conftest import wait_for
 from mesolite.agent import processes
-from mesolite.agent.containerizers.docker import LABEL_TASK_ID, LABEL_WORK_DIR
+from mesolite.agent.containerizers.docker.spec import LABEL_TASK_ID, LABEL_WORK_DIR
 
 # The agent engineer's helpers: an agent process in a private work dir, and the fake master.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "agent"))

@@ -25,7 +25,7 @@ from docker_testing import (  # noqa: F401 - fixtures
 )
 
 from conftest import free_port
-from mesolite.agent.containerizers.docker import LABEL_TASK_ID
+from mesolite.agent.containerizers.docker.spec import LABEL_TASK_ID
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "agent"))
 from agent_testing import AgentHome, home  # noqa: F401 - a fixture

@@ -32,13 +32,8 @@ from docker_testing import (  # noqa: F401 - fixtures
 )
 
 from mesolite.agent.containerizers.base import AgentOptions
-from mesolite.agent.containerizers.docker import (
-    LABEL_TASK_ID,
-    LABEL_WORK_DIR,
-    DockerContainerizer,
-    TaskIdentity,
-    container_spec,
-)
+from mesolite.agent.containerizers.docker.containerizer import DockerContainerizer
+from mesolite.agent.containerizers.docker.spec import LABEL_TASK_ID, LABEL_WORK_DIR, TaskIdentity, container_spec
 
 pytestmark = DOCKER_INTEGRATION
 

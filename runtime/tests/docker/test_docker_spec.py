@@ -10,21 +10,17 @@ import pytest
 from docker_testing import docker_task, make_run
 
 from mesolite.agent.containerizers.base import LOOPBACK, AgentOptions
-from mesolite.agent.containerizers.docker import (
+from mesolite.agent.containerizers.docker.containerizer import DockerContainerizer, check_command_argv
+from mesolite.agent.containerizers.docker.logs import LogPosition, copy_log_entries, parse_log_timestamp
+from mesolite.agent.containerizers.docker.parameters import DockerTaskError, unknown_allowed_parameters
+from mesolite.agent.containerizers.docker.spec import (
     LABEL_AGENT_ID,
     LABEL_CONTAINER_ID,
     LABEL_FRAMEWORK_ID,
     LABEL_TASK_ID,
     LABEL_WORK_DIR,
-    DockerContainerizer,
-    DockerTaskError,
-    LogPosition,
     TaskIdentity,
-    check_command_argv,
     container_spec,
-    copy_log_entries,
-    parse_log_timestamp,
-    unknown_allowed_parameters,
 )
 
 IDENTITY = TaskIdentity("c-1", "task-1", "framework-1", "agent-1", "task-1")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from mesolite.marathon.app_definition import ValidationError, merge_update, normalize_app
-from mesolite.marathon.paths import PathError, app_id_of_task, canonical_path, task_id_prefix
+from mesolite.marathon.paths import PathError, canonical_path, task_id_prefix
 
 REFERENCE_NGINX = {
     "id": "nginx",
@@ -87,7 +87,6 @@ def test_bad_path_ids_are_refused(raw):
 
 def test_task_ids_encode_the_app_id():
     assert task_id_prefix("/prod/web") == "prod_web"
-    assert app_id_of_task("prod_web.1234-abcd") == "/prod/web"
 
 
 def test_partial_update_keeps_other_fields_and_switches_cmd_to_args():

@@ -52,8 +52,3 @@ def is_within(path: str, group: str) -> bool:
 def task_id_prefix(app_id: str) -> str:
     """Marathon's task-id prefix for an app: `/prod/web` -> `prod_web` (tasks are `prod_web.<uuid>`)."""
     return app_id.strip("/").replace("/", "_")
-
-
-def app_id_of_task(task_id: str) -> str:
-    """The app id encoded in a Marathon task id (`prod_web.<uuid>` -> `/prod/web`)."""
-    return "/" + task_id.rsplit(".", 1)[0].replace("_", "/")

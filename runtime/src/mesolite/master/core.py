@@ -82,7 +82,6 @@ class MasterSettings:
     max_completed_tasks_per_framework: int = MAX_COMPLETED_TASKS
     min_allocatable: list[Resources] | None = None
     role_weights: dict[str, float] = field(default_factory=dict)
-    flags: dict = field(default_factory=dict)
 
     @classmethod
     def from_flags(cls, flags: SimpleNamespace, min_allocatable, role_weights) -> MasterSettings:

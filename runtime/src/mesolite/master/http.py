@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import json
-import logging
 import uuid
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
@@ -22,11 +21,11 @@ from mesolite.master import metrics, state, validation
 from mesolite.master.core import Master
 from mesolite.master.streams import EventStream
 from mesolite.master.validation import CallError
+from mesolite.ui.routes import add_master_ui
 
 if TYPE_CHECKING:
     from mesolite.master.service import MasterProcess
 
-log = logging.getLogger(__name__)
 
 PROCESS_KEY = web.AppKey("mesolite_master_process", object)
 
@@ -338,12 +337,7 @@ def build_app(process: MasterProcess) -> web.Application:
 
 
 def add_ui(app: web.Application, process: MasterProcess) -> None:
-    """Serve the master UI when the UI package is installed (it is optional for a headless master)."""
-    try:
-        from mesolite.ui.routes import add_master_ui
-    except ImportError:
-        log.info("mesolite.ui is not available: serving no web UI")
-        return
+    """Serve the master UI."""
 
     def agent_address(agent_id: str) -> str | None:
         master = process.master

@@ -6,7 +6,6 @@ Everything here is computed on request: nothing is kept up to date per second.
 
 from __future__ import annotations
 
-import time
 from types import SimpleNamespace
 
 from mesolite import MESOS_COMPATIBLE_VERSION, __version__
@@ -176,11 +175,7 @@ def tasks_json(
 def flags_json(flags: SimpleNamespace) -> dict:
     result = {}
     for name, value in sorted(vars(flags).items()):
-        if name.startswith("_") or value is None:
+        if value is None:
             continue
         result[name] = str(value).lower() if isinstance(value, bool) else str(value)
     return result
-
-
-def uptime(start_time: float) -> float:
-    return time.time() - start_time

@@ -17,7 +17,7 @@ log = logging.getLogger(__name__)
 # name -> (module, class). Modules are imported lazily: `mesos` must work on hosts without docker.
 CONTAINERIZERS: dict[str, tuple[str, str]] = {
     "mesos": ("mesolite.agent.containerizers.mesos", "MesosContainerizer"),
-    "docker": ("mesolite.agent.containerizers.docker", "DockerContainerizer"),
+    "docker": ("mesolite.agent.containerizers.docker.containerizer", "DockerContainerizer"),
 }
 # The `container.type` of a TaskInfo that each containerizer exists for (used when it is unavailable).
 CONTAINER_TYPES = {"docker": "DOCKER"}

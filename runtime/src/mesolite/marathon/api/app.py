@@ -1,8 +1,7 @@
-"""The aiohttp application of the scheduler: every /v2 route, the leader proxy, and the UI when installed."""
+"""The aiohttp application of the scheduler: every /v2 route, the leader proxy, and the UI."""
 
 from __future__ import annotations
 
-import logging
 from typing import TYPE_CHECKING
 
 from aiohttp import web
@@ -13,11 +12,10 @@ from mesolite.marathon.api.errors import error_middleware
 from mesolite.marathon.api.proxy import add_leader_header, leader_proxy_middleware
 from mesolite.marathon.api.request_limits import body_limit, json_content_type_middleware, url_limit
 from mesolite.marathon.record_size import DEFAULT_MAX_NODE_SIZE
+from mesolite.ui.routes import add_marathon_ui
 
 if TYPE_CHECKING:
     from mesolite.marathon.service import MarathonService
-
-log = logging.getLogger(__name__)
 
 
 def create_http_app(service: MarathonService) -> web.Application:
@@ -31,10 +29,5 @@ def create_http_app(service: MarathonService) -> web.Application:
     application.on_response_prepare.append(add_leader_header)
     for module in (apps, tasks, deployments, groups, queue, events, info):
         module.add_routes(application.router)
-    try:
-        from mesolite.ui.routes import add_marathon_ui
-    except ImportError:  # a build without the UI: the API alone
-        log.info("the Marathon UI is not installed; serving the API only")
-    else:
-        add_marathon_ui(application)
+    add_marathon_ui(application)
     return application
