@@ -54,7 +54,7 @@ def test_config_files_are_flags(tmp_path):
     (tmp_path / "etc/mesos-slave/executor_registration_timeout").write_text("5mins\n")
     (tmp_path / "etc/mesos-slave/?no-switch_user").write_text("")
     flags = FLAGS.parse([], environ={"MESOLITE_CONFIG_ROOT": str(tmp_path)})
-    assert flags.master == "zk://10.0.0.1:2181,10.0.0.1:2182/mesos"
+    assert str(flags.master.zookeeper) == "zk://10.0.0.1:2181,10.0.0.1:2182/mesos"
     assert flags.containerizers == ("docker", "mesos")
     assert flags.executor_registration_timeout == 300
     assert flags.switch_user is False

@@ -241,6 +241,43 @@ def test_during_a_quorum_loss_no_master_is_advertised_and_a_leader_serves_after_
     )
 
 
+def test_after_a_quorum_loss_shorter_than_the_agents_session_agents_register_as_soon_as_a_leader_serves(
+    zookeeper_ensemble, launcher, tmp_path
+):
+    """The masters' sessions (4 s) expire during the outage, the agents' (10 s) do not: the agents' detectors
+    see no leader change, and for seconds the masters answer 503 "no leading master". The agents used to grow
+    their back-off on every 503 and came back 0-9 s after a leader served again (docs/reliability.md)."""
+    zk_url = zookeeper_ensemble.url()
+    masters = [start_master(launcher, zk_url) for _ in range(2)]
+    leader = leading_master(masters)
+    agents = [start_agent(launcher, zk_url, tmp_path) for _ in range(3)]
+    wait_for(lambda: len(registered_agents(leader)) == 3, 30, what="the agents to register")
+    outage_started = time.monotonic()
+    survivor = zookeeper_ensemble.leader_index()
+    for index in range(3):
+        if index != survivor:
+            zookeeper_ensemble.kill(index)
+    wait_for(
+        lambda: all(http("GET", master.url("/redirect"))[0] == 503 for master in masters),
+        MASTER_SESSION_TIMEOUT * 3,
+        what="the masters to know no leader",
+    )
+    time.sleep(max(0.0, outage_started + 8.0 - time.monotonic()))  # 503s for a while; within the agents' 10 s
+    for index in range(3):
+        if index != survivor:
+            zookeeper_ensemble.start(index, wait=False)
+    zookeeper_ensemble.wait_serving()
+    leader = wait_for(
+        lambda: next((master for master in masters if term_of(master) is not None), None),
+        MASTER_SESSION_TIMEOUT * 6,
+        what="a leader to serve /master/state",
+    )
+    # Generous next to the agents' retry of a master that knows no leader (at most 1 s); the old back-off
+    # had grown to about 6-15 s by now.
+    wait_for(lambda: len(registered_agents(leader)) == 3, 4, what="every agent to re-register with the leader")
+    assert all(agent.process.poll() is None for agent in agents)
+
+
 # --- d) Marathon's connection suspended -------------------------------------------------------------------
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from mesolite.flags import FlagError
-from mesolite.marathon.service import FLAGS, MarathonService, default_zk
+from mesolite.marathon.service import FLAGS, MarathonService
 
 
 def configure(root, files: dict[str, str]) -> dict[str, str]:
@@ -28,9 +28,9 @@ def test_reference_layout_master_from_etc_mesos_zk(tmp_path):
     flags = FLAGS.parse([], environ)
     assert flags.master == "zk://192.168.56.12:2181,192.168.56.12:2182,192.168.56.12:2183/mesos"
     assert flags.hostname == "192.168.56.11" and flags.http_port == 8080
-    assert default_zk(flags.master) == "zk://192.168.56.12:2181,192.168.56.12:2182,192.168.56.12:2183/marathon"
     service = MarathonService(flags)
-    assert service.zk_url.path == "/marathon" and service.address == "192.168.56.11:8080"
+    assert str(service.zk_url) == "zk://192.168.56.12:2181,192.168.56.12:2182,192.168.56.12:2183/marathon"
+    assert service.address == "192.168.56.11:8080"
 
 
 def test_precedence_command_line_environment_files(tmp_path):

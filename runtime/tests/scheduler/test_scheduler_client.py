@@ -13,7 +13,7 @@ import json
 import pytest
 from scripted_master import ScriptedMaster
 
-from mesolite.scheduler.client import FrameworkRemoved, SchedulerClient, SchedulerError, parse_master
+from mesolite.scheduler.client import FrameworkRemoved, SchedulerClient, SchedulerError
 from mesolite.zookeeper.detector import ip_to_uint32
 from mesolite.zookeeper.session import ZooKeeperSession
 
@@ -55,29 +55,6 @@ class Framework:
 
 def event_types(framework: Framework) -> list[str]:
     return [event["type"] for event in framework.events]
-
-
-@pytest.mark.parametrize(
-    ("spec", "expected"),
-    [
-        ("zk://10.0.0.1:2181/mesos", ("zk://10.0.0.1:2181/mesos", None)),
-        ("10.0.0.1:5050", (None, "10.0.0.1:5050")),
-        ("http://master.local:5050/", (None, "master.local:5050")),
-    ],
-)
-def test_parse_master(spec, expected):
-    assert parse_master(spec) == expected
-
-
-def test_parse_master_reads_files(tmp_path):
-    (tmp_path / "zk").write_text("zk://10.0.0.1:2181/mesos\n")
-    assert parse_master(f"file://{tmp_path / 'zk'}") == ("zk://10.0.0.1:2181/mesos", None)
-
-
-@pytest.mark.parametrize("spec", ["master", "10.0.0.1", "10.0.0.1:port", "10.0.0.1:0"])
-def test_parse_master_errors(spec):
-    with pytest.raises(ValueError, match="expected zk://host:port/path, file:///path or host:port"):
-        parse_master(spec)
 
 
 async def test_subscribes_and_sends_calls_with_stream_and_framework_id(master):

@@ -21,10 +21,12 @@ from mesolite.zookeeper.detector import (
     detect_leading_master,
     ip_to_uint32,
     master_address,
+    parse_master_location,
     uint32_to_ip,
 )
 from mesolite.zookeeper.election import LeaderElection, SuspensionPolicy
 from mesolite.zookeeper.session import ZooKeeperSession
+from mesolite.zookeeper.url import parse_zookeeper_url
 
 
 @pytest.mark.parametrize(
@@ -237,3 +239,34 @@ async def test_undecodable_leader_counts_as_no_leader(session, zk_url):
         assert detector.leader is None
     finally:
         await detector.stop()
+
+
+@pytest.mark.parametrize(
+    ("value", "zookeeper", "address"),
+    [
+        ("zk://10.0.0.1:2181,10.0.0.1:2182/mesos", "zk://10.0.0.1:2181,10.0.0.1:2182/mesos", None),
+        ("zk://user:secret@10.0.0.1:2181/mesos", "zk://user:***@10.0.0.1:2181/mesos", None),
+        ("10.0.0.1:5050", None, "10.0.0.1:5050"),
+        ("http://master.local:5050/", None, "master.local:5050"),
+        ("https://master.local:5050/master/state", None, "master.local:5050"),
+    ],
+)
+def test_every_master_value_is_parsed_once_into_a_location(value, zookeeper, address):
+    location = parse_master_location(value)
+    assert (str(location.zookeeper) if location.zookeeper else None, location.address) == (zookeeper, address)
+    assert str(location) == (zookeeper or address)  # what logs and /state show: never a password
+
+
+def test_a_master_location_may_come_from_a_file(tmp_path):
+    (tmp_path / "zk").write_text("zk://10.0.0.1:2181/mesos\n")
+    (tmp_path / "address").write_text("10.0.0.1:5050\n")
+    assert parse_master_location(f"file://{tmp_path / 'zk'}").zookeeper == parse_zookeeper_url(
+        "zk://10.0.0.1:2181/mesos"
+    )
+    assert parse_master_location(f"file://{tmp_path / 'address'}").address == "10.0.0.1:5050"
+
+
+@pytest.mark.parametrize("value", ["master", "10.0.0.1", "10.0.0.1:port", "10.0.0.1:0", "10.0.0.1:70000"])
+def test_a_master_value_that_names_nothing_says_what_is_expected(value):
+    with pytest.raises(ValueError, match="expected zk://host:port"):
+        parse_master_location(value)

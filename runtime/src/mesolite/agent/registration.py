@@ -24,8 +24,7 @@ import aiohttp
 from mesolite.http_input import JsonInputError, decode_json
 from mesolite.protocol.recordio import read_records
 from mesolite.retry import Backoff, RetryPolicy
-from mesolite.zookeeper.detector import MasterDetector, master_address
-from mesolite.zookeeper.url import FILE_SCHEME, ZOOKEEPER_SCHEME, read_url_file
+from mesolite.zookeeper.detector import MasterLocation, leader_addresses
 
 log = logging.getLogger(__name__)
 
@@ -34,8 +33,11 @@ CALL_PATH = "/internal/agent/call"
 MAX_REDIRECTS = 3
 MAX_BACKOFF_SECONDS = 15.0
 MIN_BACKOFF_SECONDS = 0.01
-# Waiting for ZooKeeper at start: the agent serves its API meanwhile, so a slow retry costs nothing.
-ZOOKEEPER_START_RETRY = RetryPolicy(initial=0.5, maximum=5.0)
+# A master that answers 503 "no leading master is known" waits for ZooKeeper just as this agent does, and
+# leads again (or names the leader) as soon as its session is back. That is no change our own detector
+# reports when the same master stays elected, so such a master is asked again at least this often rather
+# than after a back-off grown through the outage.
+NO_LEADER_RETRY_SECONDS = 1.0
 # Before REGISTERED tells the real interval: how long a silent stream is trusted.
 DEFAULT_SILENCE_TIMEOUT = 75.0
 # A silent stream is dropped after this many missed pings (the master's default max_agent_ping_timeouts).
@@ -61,41 +63,10 @@ class LinkEvents:
     on_refused: Callable[[str], Awaitable[None]]
 
 
-def resolve_master_flag(master: str) -> str:
-    """`--master` as given, with a file:// indirection read (it holds a zk:// URL or host:port)."""
-    value = master.strip()
-    if value.startswith(FILE_SCHEME):
-        value = read_url_file(value)
-    if not value.startswith(ZOOKEEPER_SCHEME) and (":" not in value or "/" in value):
-        raise ValueError(f"--master '{master}': expected zk://host:port[,host:port]/path, file://<path> or host:port")
-    return value
-
-
-async def leader_addresses(master: str) -> AsyncIterator[str | None]:
-    """`host:port` of the leading master, now and after every change (None while there is none)."""
-    if not master.startswith(ZOOKEEPER_SCHEME):
-        yield master
-        await asyncio.Event().wait()  # a fixed master never changes
-        return
-    detector = MasterDetector(master)
-    backoff = ZOOKEEPER_START_RETRY.backoff()
-    while True:
-        try:
-            await detector.start()
-            break
-        except Exception as error:
-            delay = backoff.next_delay()
-            log.warning("cannot reach ZooKeeper at %s yet (retrying in %.1fs): %s", detector.url, delay, error)
-            await asyncio.sleep(delay)
-    try:
-        async for leader in detector.changes():
-            yield None if leader is None else master_address(leader)
-    finally:
-        await detector.stop()
-
-
 class MasterLink:
-    def __init__(self, master: str, session: aiohttp.ClientSession, events: LinkEvents, backoff_factor: float = 1.0):
+    def __init__(
+        self, master: MasterLocation, session: aiohttp.ClientSession, events: LinkEvents, backoff_factor: float = 1.0
+    ):
         self.master = master
         self.session = session
         self.events = events
@@ -126,10 +97,11 @@ class MasterLink:
                 if leader is None:
                     await self._leader_changed.wait()
                     continue
-                await self._try_subscription(leader, backoff)
+                no_leader = await self._try_subscription(leader, backoff)
                 if self._leader_changed.is_set():
                     continue
-                await self._leader_changes_within(backoff.next_delay())
+                delay = backoff.next_delay()
+                await self._leader_changes_within(min(delay, NO_LEADER_RETRY_SECONDS) if no_leader else delay)
         finally:
             follower.cancel()
 
@@ -139,14 +111,18 @@ class MasterLink:
         initial = max(self.backoff_factor, MIN_BACKOFF_SECONDS)
         return RetryPolicy(initial=initial, maximum=max(initial, MAX_BACKOFF_SECONDS))
 
-    async def _try_subscription(self, leader: str, backoff: Backoff) -> None:
-        """One subscription with `leader`, until its stream ends; a registration restarts the back-off."""
+    async def _try_subscription(self, leader: str, backoff: Backoff) -> bool:
+        """One subscription with `leader`, until its stream ends; a registration restarts the back-off.
+        True when the master answered that it knows no leader (it may lead again any moment)."""
         try:
             await self._subscribe(leader)
+        except NoLeader as error:
+            log.info("no subscription with master %s: it knows no leader (%s)", leader, error)
+            return True
         except RegistrationRefused as refusal:
             log.warning("master %s refused this agent: %s", leader, refusal)
             await self.events.on_refused(str(refusal))
-        except (aiohttp.ClientError, OSError, TimeoutError, NoLeader, ValueError) as error:
+        except (aiohttp.ClientError, OSError, TimeoutError, ValueError) as error:
             log.info("no subscription with master %s: %s", leader, error or type(error).__name__)
         except Exception:
             # A defect, not a network failure: say so loudly, and keep the agent following its master.
@@ -158,6 +134,7 @@ class MasterLink:
                 self.registered = False
                 await self.events.on_disconnected()
             self.address = None
+        return False
 
     async def _leader_changes_within(self, seconds: float) -> bool:
         """Wait `seconds`, or less when the leader changes meanwhile (then True)."""

@@ -25,12 +25,13 @@ from mesolite.agent.containerizers.base import (
 )
 from mesolite.agent.core import Agent, AgentConfigurationError
 from mesolite.agent.http import create_app
-from mesolite.agent.registration import LinkEvents, MasterLink, resolve_master_flag
+from mesolite.agent.registration import LinkEvents, MasterLink
 from mesolite.agent.resources_detection import agent_resources
 from mesolite.flags import Flag, FlagError, FlagSet, boolean, duration
 from mesolite.http_server import start_http_server
 from mesolite.resources import ResourceError, parse_attributes
 from mesolite.service import configure_logging, set_on_termination
+from mesolite.zookeeper.detector import MasterLocation, parse_master_location
 
 log = logging.getLogger("mesolite.agent")
 
@@ -68,7 +69,12 @@ FLAGS = FlagSet(
     zookeeper_flag="master",
     description="A Mesos-compatible agent: runs tasks for the leading master.",
     flags=[
-        Flag("master", str, None, "zk://host:port[,host:port]/path, file://<path> holding one, or host:port"),
+        Flag(
+            "master",
+            parse_master_location,
+            None,
+            "zk://host:port[,host:port]/path, file://<path> holding one, or host:port",
+        ),
         Flag("ip", str, None, "IP address to listen on (default: all) and to advertise"),
         Flag("port", int, DEFAULT_PORT, "port to listen on"),
         Flag("advertise_ip", str, None, "IP address advertised to the master and tasks (default: --ip)"),
@@ -148,16 +154,16 @@ def check_docker_allowed_parameters(options: AgentOptions) -> None:
     if not options.docker_allowed_parameters:
         return
     try:
-        from mesolite.agent.containerizers import docker as docker_containerizer
+        from mesolite.agent.containerizers.docker import parameters as docker_parameters
     except ImportError:
         return  # no docker SDK: the docker containerizer is unavailable, its tasks fail saying so
-    unknown = docker_containerizer.unknown_allowed_parameters(options)
+    unknown = docker_parameters.unknown_allowed_parameters(options)
     if unknown:
         reasons = [
-            f"'{key}' ({docker_containerizer.RESERVED_PARAMETERS.get(key, 'not a docker run option it can apply')})"
+            f"'{key}' ({docker_parameters.RESERVED_PARAMETERS.get(key, 'not a docker run option it can apply')})"
             for key in unknown
         ]
-        extra = sorted(set(docker_containerizer.PARAMETERS) - docker_containerizer.DEFAULT_ALLOWED_PARAMETERS)
+        extra = sorted(set(docker_parameters.PARAMETERS) - docker_parameters.DEFAULT_ALLOWED_PARAMETERS)
         raise FlagError(
             f"--docker_allowed_parameters: the docker containerizer cannot apply {', '.join(reasons)}; "
             f"options that can be allowed beyond the defaults: {', '.join(extra)}"
@@ -167,10 +173,6 @@ def check_docker_allowed_parameters(options: AgentOptions) -> None:
 def build_agent(flags: SimpleNamespace) -> Agent:
     if not flags.master:
         raise FlagError("--master is required (or write the zk:// URL into /etc/mesos/zk)")
-    try:
-        master = resolve_master_flag(flags.master)
-    except ValueError as error:
-        raise FlagError(str(error)) from None
     hostname = flags.hostname or socket.gethostname()
     ip = advertised_ip(flags, hostname)
     options = AgentOptions(
@@ -208,16 +210,15 @@ def build_agent(flags: SimpleNamespace) -> Agent:
         executor_registration_timeout=flags.executor_registration_timeout,
         advertised_ip=configured_ip(flags),
     )
-    agent.master = master
     agent.flags_for_state = {
         name: ",".join(value) if isinstance(value, tuple) else str(value)
         for name, value in vars(flags).items()
-        if not name.startswith("_") and value is not None
+        if value is not None
     }
     return agent
 
 
-async def serve(agent: Agent, listen_ip: str, backoff_factor: float) -> int:
+async def serve(agent: Agent, master: MasterLocation, listen_ip: str, backoff_factor: float) -> int:
     """Run the agent until SIGTERM/SIGINT (exit status 0) or until one of its workers ends (status 1: the
     workers run forever, so that is a defect, and the service manager must restart the agent)."""
     await agent.recover()
@@ -233,7 +234,7 @@ async def serve(agent: Agent, listen_ip: str, backoff_factor: float) -> int:
     set_on_termination(stop)
     async with aiohttp.ClientSession() as session:
         agent.link = MasterLink(
-            agent.master,
+            master,
             session,
             LinkEvents(
                 subscribe_body=agent.subscribe_body,
@@ -274,7 +275,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"mesos-slave: {error}", file=sys.stderr)
         return 2
     try:
-        return asyncio.run(serve(agent, flags.ip or "0.0.0.0", flags.registration_backoff_factor))
+        return asyncio.run(serve(agent, flags.master, flags.ip or "0.0.0.0", flags.registration_backoff_factor))
     except AgentConfigurationError as error:
         print(f"mesos-slave: {error}", file=sys.stderr)
         return 1

@@ -19,8 +19,8 @@ from mesolite.scheduler.client import (
     SchedulerCallError,
     SchedulerClient,
     SchedulerError,
-    parse_master,
 )
+from mesolite.zookeeper.detector import parse_master_location
 
 EXIT_FINISHED = 0
 EXIT_TASK_NOT_FINISHED = 1
@@ -101,7 +101,7 @@ def build_task(flags: Any) -> dict:
     if missing:
         raise UsageError(f"missing required flag{'s' if len(missing) > 1 else ''}: --{', --'.join(missing)}")
     try:
-        parse_master(flags.master)
+        parse_master_location(flags.master)
     except ValueError as error:
         raise UsageError(f"--master: {error}") from None
     if flags.content_type.lower() != "json":

@@ -8,8 +8,7 @@ import socket
 import sys
 
 from mesolite.flags import Flag, FlagError, FlagSet, duration
-from mesolite.scheduler.client import parse_master
-from mesolite.zookeeper.detector import detect_leading_master, master_address
+from mesolite.zookeeper.detector import detect_leading_master, master_address, parse_master_location
 
 EXIT_RESOLVED = 0
 EXIT_NOT_FOUND = 1
@@ -64,11 +63,10 @@ def main(argv: list[str] | None = None) -> int:
 
 async def resolve(master: str, wait_seconds: float) -> str:
     """The leading master's `ip:port`; a host name in `host:port` is resolved to its IP, as Mesos does."""
-    zookeeper_url, address = parse_master(master)
-    if zookeeper_url is not None:
-        return master_address(await detect_leading_master(zookeeper_url, wait_seconds))
-    assert address is not None
-    host, _, port = address.rpartition(":")
+    location = parse_master_location(master)
+    if location.zookeeper is not None:
+        return master_address(await detect_leading_master(location.zookeeper, wait_seconds))
+    host, _, port = str(location.address).rpartition(":")
     return f"{socket.gethostbyname(host)}:{port}"
 
 

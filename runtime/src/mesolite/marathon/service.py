@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import getpass
 import logging
 import signal
@@ -26,6 +27,7 @@ from mesolite.marathon.scheduler import MesosScheduler, framework_info
 from mesolite.marathon.storage import MarathonStorage
 from mesolite.scheduler.client import SchedulerClient, SchedulerError
 from mesolite.service import configure_logging, set_on_termination
+from mesolite.zookeeper.detector import MasterLocation, parse_master_location
 from mesolite.zookeeper.election import MARATHON_MEMBER_LABEL, LeaderElection, SuspensionPolicy
 from mesolite.zookeeper.session import ZooKeeperSession
 from mesolite.zookeeper.store import ZooKeeperStore
@@ -78,7 +80,8 @@ class MarathonService:
         self.flags = flags
         self.hostname = flags.hostname or socket.getfqdn()
         self.address = f"{self.hostname}:{flags.http_port}"
-        self.zk_url: ZooKeeperUrl = parse_zookeeper_url(flags.zk or default_zk(flags.master))
+        self.master = parse_master_location(flags.master)
+        self.zk_url: ZooKeeperUrl = parse_zookeeper_url(flags.zk) if flags.zk else default_zookeeper_url(self.master)
         self.redacted_zk = str(self.zk_url)
         self.mesos_user = flags.mesos_user or getpass.getuser()
         self.events = EventBus()
@@ -157,7 +160,7 @@ class MarathonService:
             role=self.flags.mesos_role,
             framework_id=marathon.framework_id,
         )
-        client = SchedulerClient(self.flags.master, info, mesos_scheduler.on_event)
+        client = SchedulerClient(self.master, info, mesos_scheduler.on_event)
         mesos_scheduler.attach(client)
         self._client = client
         self.marathon = marathon
@@ -213,14 +216,12 @@ def _log_tasks() -> None:
         log.warning("task %s:\n%s", task.get_name(), stack.getvalue())
 
 
-def default_zk(master: str) -> str:
-    """zk://<the master's ZooKeeper servers>/marathon, or zk://localhost:2181/marathon."""
-    with contextlib.suppress(ValueError):
-        if master.startswith(("zk://", "file://")):
-            url = parse_zookeeper_url(master)
-            credentials = f"{url.credentials[0]}:{url.credentials[1]}@" if url.credentials else ""
-            return f"zk://{credentials}{url.hosts}/marathon"
-    return "zk://localhost:2181/marathon"
+def default_zookeeper_url(master: MasterLocation) -> ZooKeeperUrl:
+    """Marathon's state next to the master's: the same ZooKeeper servers (and credentials) under /marathon,
+    or localhost:2181/marathon when the master is a fixed address."""
+    if master.zookeeper is None:
+        return ZooKeeperUrl(hosts="localhost:2181", path="/marathon")
+    return dataclasses.replace(master.zookeeper, path="/marathon")
 
 
 def main(argv: list[str]) -> int:

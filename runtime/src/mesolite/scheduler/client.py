@@ -25,8 +25,7 @@ import aiohttp
 
 from mesolite.protocol.recordio import RecordIOError, read_records
 from mesolite.retry import Backoff, RetryPolicy
-from mesolite.zookeeper.detector import MasterDetector, master_address
-from mesolite.zookeeper.url import FILE_SCHEME, ZOOKEEPER_SCHEME, read_url_file
+from mesolite.zookeeper.detector import MasterDetector, MasterLocation, master_address, parse_master_location
 
 log = logging.getLogger(__name__)
 
@@ -70,23 +69,6 @@ class _Reconnect(Exception):
         self.address = address
 
 
-def parse_master(master: str) -> tuple[str | None, str | None]:
-    """(`zk URL`, None) or (None, `host:port`) for a --master value: zk://, file://, host:port or http://host:port."""
-    text = master.strip()
-    if text.startswith(FILE_SCHEME):
-        text = read_url_file(text)
-    if text.startswith(ZOOKEEPER_SCHEME):
-        return text, None
-    for scheme in ("http://", "https://"):
-        if text.startswith(scheme):
-            text = text[len(scheme) :]
-    text = text.split("/", 1)[0]
-    host, separator, port = text.rpartition(":")
-    if not separator or not host or not port.isdigit() or not 0 < int(port) < 65536:
-        raise ValueError(f"invalid master '{master}': expected zk://host:port/path, file:///path or host:port")
-    return None, text
-
-
 class SchedulerClient:
     """One framework's connection to the Mesos master (see the module docstring).
 
@@ -97,7 +79,7 @@ class SchedulerClient:
 
     def __init__(
         self,
-        master: str,
+        master: str | MasterLocation,
         framework_info: dict[str, Any],
         on_event: EventHandler,
         *,
@@ -106,7 +88,7 @@ class SchedulerClient:
         reconnect_delay: float | None = None,
         missed_heartbeats: int = MISSED_HEARTBEATS_BEFORE_RECONNECT,
     ) -> None:
-        self.zookeeper_url, self._static_address = parse_master(master)
+        self.location = parse_master_location(master) if isinstance(master, str) else master
         self.framework_info = dict(framework_info)
         self.framework_id: str | None = (framework_info.get("id") or {}).get("value")
         self.stream_id: str | None = None
@@ -125,7 +107,7 @@ class SchedulerClient:
         self._missed_heartbeats = missed_heartbeats
         self._http: aiohttp.ClientSession | None = None
         self._detector: MasterDetector | None = None
-        self._leader_address: str | None = self._static_address
+        self._leader_address: str | None = self.location.address
         self._leader_changed = asyncio.Event()
         self._leader_generation = 0  # counts detected leader changes: each one restarts the back-off
         self._stopping = asyncio.Event()
@@ -137,8 +119,8 @@ class SchedulerClient:
         # `sock_connect`, not `connect`: waiting for a free pooled connection under load is not a dead master.
         self._http = aiohttp.ClientSession(auth=self._auth, timeout=aiohttp.ClientTimeout(total=30, sock_connect=5))
         try:
-            if self.zookeeper_url is not None:
-                self._detector = MasterDetector(self.zookeeper_url, on_change=self._on_leader_change)
+            if self.location.zookeeper is not None:
+                self._detector = MasterDetector(self.location.zookeeper, on_change=self._on_leader_change)
                 await self._detector.start()
             redirected_to: str | None = None
             while not self._stopping.is_set():
@@ -195,7 +177,7 @@ class SchedulerClient:
         while not self._stopping.is_set():
             if self._leader_address is not None:
                 return self._leader_address
-            log.info("waiting for a leading master in %s", self.zookeeper_url)
+            log.info("waiting for a leading master in %s", self.location.zookeeper)
             self._leader_changed.clear()
             await self._leader_changed.wait()
         return None

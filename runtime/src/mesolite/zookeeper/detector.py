@@ -1,4 +1,7 @@
-"""Who leads: reads the lowest-sequence member under a Mesos ZooKeeper path and decodes its MasterInfo."""
+"""Who leads: reads the lowest-sequence member under a Mesos ZooKeeper path and decodes its MasterInfo.
+
+Every `--master` value (agents, Marathon, the CLIs) is parsed here once, into a `MasterLocation`: under a
+ZooKeeper URL the leader changes and is detected; a fixed `host:port` is a standalone master."""
 
 from __future__ import annotations
 
@@ -8,14 +11,16 @@ import ipaddress
 import json
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any
 
 from kazoo.exceptions import NoNodeError
 
+from mesolite.retry import RetryPolicy
 from mesolite.zookeeper.election import MASTER_INFO_LABEL
 from mesolite.zookeeper.membership import Member, leading_member
 from mesolite.zookeeper.session import SessionState, WatchedEvaluation, ZooKeeperSession
-from mesolite.zookeeper.url import ZooKeeperUrl, parse_zookeeper_url
+from mesolite.zookeeper.url import FILE_SCHEME, ZOOKEEPER_SCHEME, ZooKeeperUrl, parse_zookeeper_url, read_url_file
 
 log = logging.getLogger(__name__)
 
@@ -23,6 +28,67 @@ LEGACY_PROTOBUF_LABEL = "info"  # Mesos before 0.24 wrote a serialized MasterInf
 
 MasterInfo = dict[str, Any]
 LeaderCallback = Callable[[MasterInfo | None], Awaitable[None] | None]
+
+
+# Reaching ZooKeeper for the first time: a process may start before its ensemble does, and serves its own
+# API meanwhile, so a slow retry costs nothing.
+ZOOKEEPER_START_RETRY = RetryPolicy(initial=0.5, maximum=5.0)
+HTTP_SCHEMES = ("http://", "https://")
+
+
+@dataclass(frozen=True)
+class MasterLocation:
+    """Where the leading master is found: under `zookeeper` (it changes, and is detected) or at one fixed
+    `address` (`host:port`, a standalone master). Exactly one of the two is set."""
+
+    zookeeper: ZooKeeperUrl | None = None
+    address: str | None = None
+
+    def __str__(self) -> str:
+        return str(self.zookeeper) if self.zookeeper is not None else str(self.address)
+
+
+def parse_master_location(value: str) -> MasterLocation:
+    """A `--master` value: `zk://…`, `file://<path>` holding one of the others, `host:port`, or
+    `http(s)://host:port[/…]` (as Mesos's own CLIs accept). `ValueError` naming the problem otherwise."""
+    text = value.strip()
+    if text.startswith(FILE_SCHEME):
+        text = read_url_file(text)
+    if text.startswith(ZOOKEEPER_SCHEME):
+        return MasterLocation(zookeeper=parse_zookeeper_url(text))
+    for scheme in HTTP_SCHEMES:
+        text = text.removeprefix(scheme)
+    address = text.split("/", 1)[0]
+    host, separator, port = address.rpartition(":")
+    if not separator or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError(
+            f"invalid master '{value}': expected zk://host:port[,host:port]/path, file:///path holding one, "
+            "or host:port"
+        )
+    return MasterLocation(address=address)
+
+
+async def leader_addresses(location: MasterLocation) -> AsyncIterator[str | None]:
+    """`host:port` of the leading master, now and after every change (None while there is none)."""
+    if location.zookeeper is None:
+        yield location.address
+        await asyncio.Event().wait()  # a fixed master never changes
+        return
+    detector = MasterDetector(location.zookeeper)
+    backoff = ZOOKEEPER_START_RETRY.backoff()
+    while True:
+        try:
+            await detector.start()
+            break
+        except Exception as error:
+            delay = backoff.next_delay()
+            log.warning("cannot reach ZooKeeper at %s yet (retrying in %.1fs): %s", detector.url, delay, error)
+            await asyncio.sleep(delay)
+    try:
+        async for leader in detector.changes():
+            yield None if leader is None else master_address(leader)
+    finally:
+        await detector.stop()
 
 
 def ip_to_uint32(ip: str) -> int:
