@@ -61,15 +61,15 @@ def test_each_agent_is_pinged_once_per_interval_on_its_own_phase(clock):
     clock[0] = 105.0
     second = register(master, "a2")
 
-    master._send_pings(110.0)
+    master.liveness.send_pings(110.0)
     assert (pings(first), pings(second)) == (0, 0)
-    master._send_pings(115.0)
+    master.liveness.send_pings(115.0)
     assert (pings(first), pings(second)) == (1, 0)
-    master._send_pings(120.0)
+    master.liveness.send_pings(120.0)
     assert (pings(first), pings(second)) == (1, 1)
-    master._send_pings(129.0)
+    master.liveness.send_pings(129.0)
     assert (pings(first), pings(second)) == (1, 1)
-    master._send_pings(130.0)
+    master.liveness.send_pings(130.0)
     assert (pings(first), pings(second)) == (2, 1)
 
 
@@ -80,10 +80,10 @@ def test_disconnected_and_reregistered_agents_are_not_pinged_twice(clock):
     clock[0] = 110.0
     replacement = RecordingStream()
     master.attach_agent_stream(agent, replacement)  # re-attached: its phase restarts at 110
-    master._send_pings(115.0)
+    master.liveness.send_pings(115.0)
     assert (pings(stream), pings(replacement)) == (0, 0)
-    master._send_pings(125.0)
+    master.liveness.send_pings(125.0)
     assert pings(replacement) == 1
     agent.stream = None  # disconnected: no PING, and it leaves the schedule until it registers again
-    master._send_pings(140.0)
-    assert pings(replacement) == 1 and not master._ping_schedule
+    master.liveness.send_pings(140.0)
+    assert pings(replacement) == 1 and not master.liveness.schedule

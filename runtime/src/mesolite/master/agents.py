@@ -30,7 +30,7 @@ class Agent:
     reregistered_time: float | None = None
     unreachable_time: float | None = None
     last_seen: float = field(default_factory=now)
-    next_ping: float = 0.0  # time.monotonic() when the next PING is due (see Master._ping_loop)
+    next_ping: float = 0.0  # time.monotonic() when the next PING is due (see liveness.AgentLiveness.run)
     # framework id -> ids of its tasks here (the Task objects live in the framework)
     task_ids: dict[str, set[str]] = field(default_factory=dict)
     offer_ids: set[str] = field(default_factory=set)

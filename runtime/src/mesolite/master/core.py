@@ -3,7 +3,9 @@
 One `Master` exists per term of leadership: it is created when this process is elected, recovers
 what the registry holds, and is discarded (streams closed, timers cancelled) the moment leadership
 is lost. Operations are synchronous between awaits, so no locks are needed; HTTP handlers translate
-requests into these calls and `CallError`s back into status codes.
+requests into these calls and `CallError`s back into status codes. Two parts it owns live apart:
+`liveness.py` (PINGs, and which agents stopped answering) and `recovery.py` (the registry records, and how a
+new leader rebuilds its state from them and from re-registering agents).
 """
 
 from __future__ import annotations
@@ -25,8 +27,10 @@ from mesolite.master import validation
 from mesolite.master.agents import Agent, AgentState
 from mesolite.master.allocator import Allocation, Allocator
 from mesolite.master.frameworks import MAX_COMPLETED_TASKS, Framework
+from mesolite.master.liveness import AgentLiveness
 from mesolite.master.metrics import Timer
 from mesolite.master.offers import Offer
+from mesolite.master.recovery import Recovery
 from mesolite.master.registry import Registry
 from mesolite.master.streams import EventStream
 from mesolite.master.tasks import Task
@@ -41,10 +45,8 @@ from mesolite.master.validation import (
 )
 from mesolite.protocol.v1 import (
     TASK_STATES,
-    encode_json,
     event,
     id_value,
-    is_terminal,
     now,
     task_status,
     value_of,
@@ -57,10 +59,6 @@ MAX_COMPLETED_FRAMEWORKS = 50
 MAX_OFFERS_PER_EVENT = 500
 # Within an on-demand allocation, wait this long for more triggers so that bursts make one cycle.
 ALLOCATION_COALESCE_SECONDS = 0.005
-# Agents are pinged in this many slices of the ping interval, each agent once per interval: ten thousand
-# agents then make a steady trickle of PINGs (and PONGs) instead of one burst that stalls everything else.
-PING_SLICES = 15
-PING_RECORD = encode_json(event("PING", {}))
 # Python's cyclic garbage collector walks every live object in a full collection: with 10,000 agents and as
 # many tasks (over a million objects) that stopped the whole master for 1-2 s, several times a minute under
 # load. The master's state is long-lived and freed by reference counting, so now and then the young
@@ -126,22 +124,22 @@ class Master:
         self.counters: Counter[str] = Counter()
         self.elected_time = time.time()
         self.allocation_run_timer = Timer()
-        # Agents in the order their next PING is due: (due, agent id); see `_ping_loop`.
-        self._ping_schedule: deque[tuple[float, str]] = deque()
+        self.liveness = AgentLiveness(self)
+        self.recovery = Recovery(self)
         self._wake_allocator = asyncio.Event()
         self._loops: list[asyncio.Task] = []
-        self._stopped = False
+        self.stopped = False
 
     # ------------------------------------------------------------------ lifecycle
 
     async def start(self) -> None:
         if self.registry is not None:
             agents, frameworks = await self.registry.load()
-            self._recover(agents, frameworks)
+            self.recovery.recover(agents, frameworks)
             self.registry.start()
         for name, loop in (
             ("allocation", self._allocation_loop),
-            ("agent-pings", self._ping_loop),
+            ("agent-pings", self.liveness.run),
             ("heartbeats", self._heartbeat_loop),
             ("garbage-collection", self._garbage_collection_loop),
         ):
@@ -155,9 +153,9 @@ class Master:
 
     async def stop(self, reason: str) -> None:
         """Stop acting as leader: close every stream and forget everything (the next leader recovers)."""
-        if self._stopped:
+        if self.stopped:
             return
-        self._stopped = True
+        self.stopped = True
         for loop in self._loops:
             loop.cancel()
         gc.unfreeze()  # what this term kept is garbage now: let the collector see it again
@@ -173,39 +171,6 @@ class Master:
                 agent.stream.close()
         if self.registry is not None:
             await self.registry.stop()
-
-    def _recover(self, agents: dict[str, dict], frameworks: dict[str, dict]) -> None:
-        for framework_id, record in frameworks.items():
-            if record.get("removed"):
-                self.removed_framework_ids.add(framework_id)
-                continue
-            info = dict(record.get("framework_info", {}))
-            framework = self._new_framework(framework_id, info, active=False, recovered=True)
-            self.frameworks[framework_id] = framework
-            self.allocator.add_framework(framework_id, framework.roles)
-            self.allocator.set_framework_active(framework_id, False)
-            # A framework that does not come back gets its failover timeout, counted from now, but at
-            # least as long as agents have to re-register (so its tasks can be known before removal).
-            grace = max(framework.failover_timeout, self.settings.agent_reregister_timeout)
-            self._start_failover_timer(framework, grace)
-        for agent_id, record in agents.items():
-            state = record.get("state", "admitted")
-            if state == "removed":
-                self.removed_agent_ids.add(agent_id)
-                continue
-            info = record.get("agent_info", {})
-            try:
-                total = Resources.from_protobuf_json(info.get("resources", []))
-            except ResourceError as error:
-                log.error("registry entry of agent %s has bad resources (%s); skipping it", agent_id, error)
-                continue
-            agent = Agent(agent_id, info, total, state=AgentState.RECOVERED)
-            if state == "unreachable":
-                agent.state = AgentState.UNREACHABLE
-                agent.unreachable_time = record.get("unreachable_time")
-            agent.recovered_tasks = record.get("tasks", [])
-            self.agents[agent_id] = agent
-            self.agents_by_address[(agent.hostname, agent.port)] = agent_id
 
     # ------------------------------------------------------------------ frameworks: subscribe
 
@@ -226,7 +191,7 @@ class Master:
         info["id"] = id_value(framework_id)
         framework = self.frameworks.get(framework_id)
         if framework is None:
-            framework = self._new_framework(framework_id, info)
+            framework = self.new_framework(framework_id, info)
             self.frameworks[framework_id] = framework
             self.allocator.add_framework(framework_id, framework.roles, suppressed)
             self.counters["master/frameworks_registered"] += 1
@@ -266,17 +231,17 @@ class Master:
                 },
             )
         )
-        self._persist_framework(framework_id)
+        self.persist_framework(framework_id)
         self.trigger_allocation()
         return framework
 
-    def _new_framework(self, framework_id: str, info: dict, **fields) -> Framework:
+    def new_framework(self, framework_id: str, info: dict, **fields) -> Framework:
         completed: deque[Task] = deque(maxlen=self.settings.max_completed_tasks_per_framework)
         return Framework(framework_id, info, completed_tasks=completed, **fields)
 
     def _framework_stream_closed(self, framework_id: str, stream: EventStream) -> None:
         framework = self.frameworks.get(framework_id)
-        if self._stopped or framework is None or framework.stream is not stream:
+        if self.stopped or framework is None or framework.stream is not stream:
             return
         log.info("framework %s disconnected; failover timeout %.0fs", framework_id, framework.failover_timeout)
         framework.stream = None
@@ -284,9 +249,9 @@ class Master:
         framework.unregistered_time = now()
         self.allocator.set_framework_active(framework_id, False)
         self._remove_offers_of(framework, rescind=False)
-        self._start_failover_timer(framework, framework.failover_timeout)
+        self.start_failover_timer(framework, framework.failover_timeout)
 
-    def _start_failover_timer(self, framework: Framework, timeout: float) -> None:
+    def start_failover_timer(self, framework: Framework, timeout: float) -> None:
         framework.cancel_failover_timer()
         loop = asyncio.get_running_loop()
         framework.failover_timer = loop.call_later(
@@ -319,7 +284,7 @@ class Master:
         self.remove_framework(framework.framework_id, "torn down by the framework")
 
     def remove_framework(self, framework_id: str, reason: str) -> None:
-        if self._stopped or not self.is_leading():
+        if self.stopped or not self.is_leading():
             return
         framework = self.frameworks.pop(framework_id, None)
         if framework is None:
@@ -335,7 +300,7 @@ class Master:
                 task.state = "TASK_KILLED"
                 task.statuses.append({"state": "TASK_KILLED", "timestamp": now()})
                 self.counters["master/tasks_killed"] += 1
-            self._forget_task(framework, task)
+            self.forget_task(framework, task)
         for agent_id in agents_with_tasks:
             agent = self.agents.get(agent_id)
             if agent is not None:
@@ -348,7 +313,7 @@ class Master:
         framework.stream = None
         self.completed_frameworks.append(framework)
         self.removed_framework_ids.add(framework_id)
-        self._persist_framework(framework_id)
+        self.persist_framework(framework_id)
         self.trigger_allocation()
 
     def accept(self, framework: Framework, accept: dict) -> None:
@@ -481,7 +446,7 @@ class Master:
         # Forget the task once its terminal update is acknowledged: not when an older update is (the task's
         # state may already be terminal through the agent's `latest_state` while that update is on its way).
         if task is not None and task.acknowledged(uuid) and task.terminal:
-            self._forget_task(framework, task)
+            self.forget_task(framework, task)
 
     def reconcile(self, framework: Framework, reconcile: dict | None) -> None:
         requested = (reconcile or {}).get("tasks") or []
@@ -513,7 +478,7 @@ class Master:
             if completed.task_id == task_id:
                 return completed.current_status(reason="REASON_RECONCILIATION")
         aware = framework.partition_aware
-        agent = self.agents.get(agent_id) if agent_id else self._recovered_agent_with(framework, task_id)
+        agent = self.agents.get(agent_id) if agent_id else self.recovery.recovered_agent_with(framework, task_id)
         if agent is not None and agent.state == AgentState.RECOVERED:
             # Known from the registry, not re-registered yet: it may still come back with the task, or be
             # declared unreachable at the re-registration timeout, which reports the task. Until then Mesos
@@ -534,16 +499,6 @@ class Master:
             message="Reconciliation: task is unknown to the master",
             with_uuid=False,
         )
-
-    def _recovered_agent_with(self, framework: Framework, task_id: str) -> Agent | None:
-        """The agent, recovered from the registry and not yet re-registered, that had this task."""
-        for agent in self.agents.values():
-            if agent.state == AgentState.RECOVERED and any(
-                record.get("task_id") == task_id and record.get("framework_id") == framework.framework_id
-                for record in agent.recovered_tasks
-            ):
-                return agent
-        return None
 
     def message(self, framework: Framework, message: dict) -> None:
         for name in ("agent_id", "executor_id"):
@@ -666,7 +621,7 @@ class Master:
         agent.add_task(framework.framework_id, task.task_id)
         agent.used = agent.used + resources
         self.counters["master/tasks_launched"] += 1
-        self._persist_agent(agent.agent_id)
+        self.persist_agent(agent.agent_id)
         return task
 
     def _master_update(self, framework: Framework, task_info: dict, state: str, reason: str, message: str) -> None:
@@ -695,22 +650,22 @@ class Master:
         self.allocator.recover(task.framework_id, task.role, task.agent_id, task.resources)
         self.trigger_allocation()
 
-    def _forget_task(self, framework: Framework, task: Task) -> None:
+    def forget_task(self, framework: Framework, task: Task) -> None:
         framework.tasks.pop(task.task_id, None)
         framework.completed_tasks.append(task)
         agent = self.agents.get(task.agent_id)
         if agent is not None:
             agent.remove_task(framework.framework_id, task.task_id)
-            self._persist_agent(agent.agent_id)
+            self.persist_agent(agent.agent_id)
 
-    def _transition(
+    def transition(
         self, framework: Framework | None, task: Task, status: dict, latest_state: str | None = None
     ) -> None:
         was_terminal = task.terminal
         if task.apply(status, latest_state) and task.terminal and not was_terminal:
             self.counters[f"master/tasks_{task.state[5:].lower()}"] += 1
             self._release(task)
-            self._persist_agent(task.agent_id)
+            self.persist_agent(task.agent_id)
 
     # ------------------------------------------------------------------ agents
 
@@ -759,7 +714,7 @@ class Master:
         self.attach_agent_stream(agent, stream)
         self.allocator.add_agent(agent_id, total)
         self.counters["master/slave_registrations"] += 1
-        self._persist_agent(agent_id, urgent=True)
+        self.persist_agent(agent_id, urgent=True)
         log.info("agent %s at %s:%d registered with %s", agent_id, address[0], address[1], total)
         self.trigger_allocation()
         return agent
@@ -781,7 +736,7 @@ class Master:
                 self.allocator.add_agent(agent_id, total)
                 for framework_id, task_ids in agent.task_ids.items():
                     for task_id in task_ids:
-                        task = self._find_task(framework_id, task_id)
+                        task = self.find_task(framework_id, task_id)
                         if task is not None and not task.terminal:
                             self.allocator.track(framework_id, task.role, agent_id, task.resources)
             if was_unreachable:
@@ -797,91 +752,16 @@ class Master:
         self.agents_by_address[(agent.hostname, agent.port)] = agent_id
         self.allocator.set_agent_active(agent_id, True)
         self.attach_agent_stream(agent, stream)
-        self._reconcile_agent_tasks(agent, body)
+        self.recovery.reconcile_agent_tasks(agent, body)
         self.counters["master/slave_reregistrations"] += 1
-        self._persist_agent(agent_id, urgent=True)
+        self.persist_agent(agent_id, urgent=True)
         log.info("agent %s at %s:%d re-registered", agent_id, agent.hostname, agent.port)
         self.trigger_allocation()
         return agent
 
-    def _reconcile_agent_tasks(self, agent: Agent, body: dict) -> None:
-        """Merge what a re-registering agent runs with what we know of it."""
-        frameworks_info = {
-            value_of(info, "id"): info for info in body.get("frameworks", []) or [] if isinstance(info, dict)
-        }
-        reported: set[tuple[str, str]] = set()
-        for reported_task in body.get("tasks", []) or []:
-            if not isinstance(reported_task, dict):
-                continue
-            framework_id = value_of(reported_task, "framework_id")
-            task_id = value_of(reported_task, "task_id")
-            if not framework_id or not task_id:
-                continue
-            reported.add((framework_id, task_id))
-            if framework_id in self.removed_framework_ids:
-                agent.send(event("SHUTDOWN_FRAMEWORK", {"framework_id": id_value(framework_id)}))
-                continue
-            framework = self.frameworks.get(framework_id)
-            if framework is None:
-                info = dict(frameworks_info.get(framework_id) or {"name": "", "user": ""})
-                info["id"] = id_value(framework_id)
-                framework = self._new_framework(framework_id, info, active=False, recovered=True)
-                self.frameworks[framework_id] = framework
-                self.allocator.add_framework(framework_id, framework.roles)
-                self.allocator.set_framework_active(framework_id, False)
-                self._start_failover_timer(
-                    framework, max(framework.failover_timeout, self.settings.agent_reregister_timeout)
-                )
-                self._persist_framework(framework_id)
-            known = framework.tasks.get(task_id)
-            if known is not None:
-                continue  # its state follows from the updates the agent (re)sends
-            lost = framework.unreachable_tasks.pop(task_id, None)
-            if lost is not None and not framework.partition_aware:
-                # Reported LOST to a framework that cannot take it back: the task must go.
-                agent.send(event("KILL_TASK", {"framework_id": id_value(framework_id), "task_id": id_value(task_id)}))
-                continue
-            role = (lost.role if lost else None) or reported_task.get("role") or framework.roles[0]
-            try:
-                task = Task.from_protobuf_json(reported_task, role)
-            except ResourceError as error:
-                log.warning("agent %s reported task %s with bad resources: %s", agent.agent_id, task_id, error)
-                continue
-            task.agent_id = agent.agent_id
-            framework.tasks[task_id] = task
-            agent.add_task(framework_id, task_id)
-            if not task.terminal:
-                agent.used = agent.used + task.resources
-                self.allocator.track(framework_id, role, agent.agent_id, task.resources)
-        # Tasks we launched there that the agent does not know: they never arrived.
-        for framework_id, task_ids in list(agent.task_ids.items()):
-            framework = self.frameworks.get(framework_id)
-            for task_id in list(task_ids):
-                if (framework_id, task_id) in reported or framework is None:
-                    continue
-                task = framework.tasks.get(task_id)
-                if task is None or task.terminal:
-                    continue
-                aware = framework.partition_aware
-                state = ("TASK_DROPPED" if task.state == "TASK_STAGING" else "TASK_GONE") if aware else "TASK_LOST"
-                status = task_status(
-                    task_id,
-                    state,
-                    agent_id=agent.agent_id,
-                    source="SOURCE_MASTER",
-                    reason="REASON_AGENT_RESTARTED" if task.state != "TASK_STAGING" else "REASON_AGENT_DISCONNECTED",
-                    message="Task was not found on the agent when it re-registered",
-                    with_uuid=False,
-                )
-                self._transition(framework, task, status)
-                framework.send(event("UPDATE", {"status": status}))
-                self._forget_task(framework, task)
-
     def attach_agent_stream(self, agent: Agent, stream: EventStream) -> None:
         agent.stream = stream
-        agent.next_ping = time.monotonic() + self.settings.agent_ping_timeout
-        self._ping_schedule.append((agent.next_ping, agent.agent_id))
-        stream.set_close_callback(lambda closed: self._agent_stream_closed(agent.agent_id, closed))
+        self.liveness.watch(agent, stream)
         stream.send(
             event(
                 "REGISTERED",
@@ -892,17 +772,6 @@ class Master:
                 },
             )
         )
-
-    def _agent_stream_closed(self, agent_id: str, stream: EventStream) -> None:
-        agent = self.agents.get(agent_id)
-        if self._stopped or agent is None or agent.stream is not stream:
-            return
-        agent.stream = None
-        if agent.state == AgentState.ACTIVE:
-            log.info("agent %s disconnected; its tasks keep running until the ping timeout", agent_id)
-            agent.state = AgentState.DISCONNECTED
-            self.allocator.set_agent_active(agent_id, False)
-            self._rescind_offers_on(agent)
 
     def agent_call(self, agent_id: str | None, call: dict) -> None:
         if agent_id is None:
@@ -952,7 +821,7 @@ class Master:
         if task is not None:
             # The task takes the agent's latest state; the framework gets the update as it is (in order).
             latest_state = update.get("latest_state")
-            self._transition(framework, task, status, latest_state if latest_state in TASK_STATES else None)
+            self.transition(framework, task, status, latest_state if latest_state in TASK_STATES else None)
         self.counters["master/valid_status_updates"] += 1
         framework.send(event("UPDATE", {"status": status}))
 
@@ -962,7 +831,7 @@ class Master:
         if agent is None:
             return
         log.warning("agent %s %s: %s", agent_id, "removed" if removed else "unreachable", reason)
-        self._rescind_offers_on(agent)
+        self.rescind_offers_on(agent)
         when = now()
         for framework_id, task_ids in list(agent.task_ids.items()):
             framework = self.frameworks.get(framework_id)
@@ -973,7 +842,7 @@ class Master:
                 if task is None:
                     continue
                 if task.terminal:
-                    self._forget_task(framework, task)
+                    self.forget_task(framework, task)
                     continue
                 aware = framework.partition_aware
                 if removed:
@@ -1015,10 +884,10 @@ class Master:
             agent.state = AgentState.UNREACHABLE
             agent.unreachable_time = when
             self.counters["master/slave_unreachable_completed"] += 1
-        self._persist_agent(agent_id, urgent=True)
+        self.persist_agent(agent_id, urgent=True)
         self.trigger_allocation()
 
-    def _find_task(self, framework_id: str, task_id: str) -> Task | None:
+    def find_task(self, framework_id: str, task_id: str) -> Task | None:
         framework = self.frameworks.get(framework_id)
         return framework.tasks.get(task_id) if framework is not None else None
 
@@ -1080,7 +949,7 @@ class Master:
                 framework.send(event("RESCIND", {"offer_id": id_value(offer.offer_id)}))
         self.counters["master/offers_rescinded"] += 1
 
-    def _rescind_offers_on(self, agent: Agent) -> None:
+    def rescind_offers_on(self, agent: Agent) -> None:
         for offer_id in list(agent.offer_ids):
             offer = self.offers.get(offer_id)
             if offer is not None:
@@ -1121,100 +990,6 @@ class Master:
                 log.exception("allocation cycle failed")
                 await asyncio.sleep(interval)
 
-    async def _ping_loop(self) -> None:
-        """PING every active agent once per `agent_ping_timeout`, spread over the interval (each agent
-        `agent_ping_timeout` after its (re-)registration, then at that pace); once per interval, check who
-        has been silent too long."""
-        interval = self.settings.agent_ping_timeout
-        tick = interval / PING_SLICES
-        next_check = last_pass = time.monotonic() + interval
-        while True:
-            await asyncio.sleep(tick)
-            if not self.is_leading():
-                continue
-            current = time.monotonic()
-            if current - last_pass > interval:
-                # No PING went out for a whole interval (this process stalled, or could not act as leader):
-                # the silence was ours, not the agents'. Give them a fresh start.
-                log.warning("no agent was pinged for %.1fs; agents' silence clocks restart", current - last_pass)
-                for agent in self.agents.values():
-                    agent.last_seen = now()
-            last_pass = current
-            try:
-                self._send_pings(current)
-                if current >= next_check:
-                    next_check = current + interval
-                    self._check_agents()
-            except Exception:
-                log.exception("agent liveness check failed")
-
-    def _send_pings(self, current: float) -> None:
-        schedule = self._ping_schedule
-        interval = self.settings.agent_ping_timeout
-        while schedule and schedule[0][0] <= current:
-            due, agent_id = schedule.popleft()
-            agent = self.agents.get(agent_id)
-            if agent is None or agent.next_ping != due or agent.stream is None:
-                continue  # removed, re-registered (it has a newer entry), or disconnected
-            if agent.state == AgentState.ACTIVE:
-                agent.send_encoded(PING_RECORD)
-            agent.next_ping = current + interval
-            schedule.append((agent.next_ping, agent_id))
-
-    def _check_agents(self) -> None:
-        current = now()
-        silence_limit = self.settings.agent_ping_timeout * self.settings.max_agent_ping_timeouts
-        reregister_deadline = self.elected_time + self.settings.agent_reregister_timeout
-        for agent in list(self.agents.values()):
-            if agent.state in (AgentState.ACTIVE, AgentState.DISCONNECTED):
-                if current - agent.last_seen > silence_limit:
-                    self.remove_agent(agent.agent_id, f"did not answer pings for {silence_limit:.0f}s")
-            elif agent.state == AgentState.RECOVERED and current > reregister_deadline:
-                self._recovered_agent_expired(agent)
-
-    def _recovered_agent_expired(self, agent: Agent) -> None:
-        """An agent from the registry that did not re-register in time: its tasks are unreachable."""
-        when = now()
-        for record in agent.recovered_tasks:
-            framework = self.frameworks.get(record.get("framework_id", ""))
-            if framework is None or is_terminal(record.get("state", "")):
-                continue
-            aware = framework.partition_aware
-            state = "TASK_UNREACHABLE" if aware else "TASK_LOST"
-            status = task_status(
-                record.get("task_id", ""),
-                state,
-                agent_id=agent.agent_id,
-                source="SOURCE_MASTER",
-                reason="REASON_AGENT_REMOVED",
-                message=f"Agent {agent.hostname} did not re-register after a master failover",
-                with_uuid=False,
-            )
-            task = Task(
-                task_id=record.get("task_id", ""),
-                framework_id=framework.framework_id,
-                agent_id=agent.agent_id,
-                executor_id=record.get("executor_id", ""),
-                role=record.get("role", framework.roles[0]),
-                info={"name": record.get("name", "")},
-                resources=Resources(),
-                state=state,
-                unreachable_time=when,
-            )
-            task.apply(status)
-            framework.unreachable_tasks[task.task_id] = task
-            framework.send(event("UPDATE", {"status": status}))
-            self.counters[f"master/tasks_{state[5:].lower()}"] += 1
-        agent.recovered_tasks = []
-        agent.state = AgentState.UNREACHABLE
-        agent.unreachable_time = when
-        log.warning(
-            "agent %s did not re-register within %.0fs: unreachable",
-            agent.agent_id,
-            self.settings.agent_reregister_timeout,
-        )
-        self._persist_agent(agent.agent_id, urgent=True)
-
     async def _garbage_collection_loop(self) -> None:
         thawed_at = time.monotonic()
         while True:
@@ -1238,51 +1013,13 @@ class Master:
 
     # ------------------------------------------------------------------ registry
 
-    def _persist_agent(self, agent_id: str, urgent: bool = False) -> None:
+    def persist_agent(self, agent_id: str, urgent: bool = False) -> None:
         if self.registry is not None:
             self.registry.agent_changed(agent_id, urgent)
 
-    def _persist_framework(self, framework_id: str) -> None:
+    def persist_framework(self, framework_id: str) -> None:
         if self.registry is not None:
             self.registry.framework_changed(framework_id)
-
-    def agent_record(self, agent_id: str) -> dict | None:
-        """What the registry stores for an agent (see registry.py)."""
-        if agent_id in self.removed_agent_ids:
-            return {"state": "removed", "agent_info": {"id": id_value(agent_id)}}
-        agent = self.agents.get(agent_id)
-        if agent is None:
-            return None
-        tasks = []
-        for framework_id, task_ids in agent.task_ids.items():
-            for task_id in task_ids:
-                task = self._find_task(framework_id, task_id)
-                if task is not None:
-                    tasks.append(
-                        {
-                            "task_id": task_id,
-                            "framework_id": framework_id,
-                            "executor_id": task.executor_id,
-                            "state": task.state,
-                            "name": task.name,
-                            "role": task.role,
-                        }
-                    )
-        if agent.state == AgentState.RECOVERED:
-            tasks = agent.recovered_tasks
-        record = {"agent_info": agent.agent_info_json(), "state": "admitted", "tasks": tasks}
-        if agent.state == AgentState.UNREACHABLE:
-            record["state"] = "unreachable"
-            record["unreachable_time"] = agent.unreachable_time
-        return record
-
-    def framework_record(self, framework_id: str) -> dict | None:
-        framework = self.frameworks.get(framework_id)
-        if framework is not None:
-            return {"framework_info": framework.info, "removed": False}
-        if framework_id in self.removed_framework_ids:
-            return {"framework_info": {"id": id_value(framework_id)}, "removed": True}
-        return None
 
 
 def _sum(items) -> Resources:

@@ -276,8 +276,8 @@ class MasterProcess:
                 registry = Registry(
                     self.session,
                     self.session.url.path,
-                    agent_snapshot=lambda agent_id: master.agent_record(agent_id),
-                    framework_snapshot=lambda framework_id: master.framework_record(framework_id),
+                    agent_snapshot=lambda agent_id: master.recovery.agent_record(agent_id),
+                    framework_snapshot=lambda framework_id: master.recovery.framework_record(framework_id),
                     flush_interval=self.flags.registry_flush_interval,
                     is_leading=lambda: self.election is not None and self.election.is_leader and self.lease.valid(),
                 )
