@@ -8,6 +8,7 @@ import sys
 
 import pytest
 
+from mesolite.agent.agent import kill_grace_seconds
 from mesolite.agent.checkpoint import append_json_line, read_json_lines
 from mesolite.agent.containerizers import (
     UnavailableContainerizer,
@@ -17,7 +18,6 @@ from mesolite.agent.containerizers import (
 )
 from mesolite.agent.containerizers.base import AgentOptions
 from mesolite.agent.containerizers.mesos import MesosContainerizer, command_argv
-from mesolite.agent.core import kill_grace_seconds
 from mesolite.agent.files import FilesError, SandboxFiles
 from mesolite.agent.resources_detection import agent_resources, detected_disk, detected_memory
 from mesolite.agent.service import FLAGS, build_agent, check_docker_allowed_parameters

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from conftest import ZooKeeperServer
-from mesolite.marathon.core import Marathon, MarathonSettings
+from mesolite.marathon.marathon import Marathon, MarathonSettings
 from mesolite.marathon.scheduler import MesosScheduler
 from mesolite.marathon.storage import MarathonStorage
 from mesolite.zookeeper.session import ZooKeeperSession

@@ -9,7 +9,7 @@ import asyncio
 import pytest
 from marathon_testing import RecordingMesos, offer, scheduler, status, storage, zk_session  # noqa: F401
 
-from mesolite.marathon.core import Conflict, Marathon, MarathonSettings
+from mesolite.marathon.marathon import Conflict, Marathon, MarathonSettings
 from mesolite.marathon.scheduler import MesosScheduler
 
 pytestmark = pytest.mark.integration

@@ -13,8 +13,8 @@ import pytest
 from master_helpers import Scheduler, command_task, start_master
 
 from conftest import free_port
-from mesolite.master.core import CallError
 from mesolite.master.http import with_agent_ip
+from mesolite.master.master import CallError
 
 AGENT_INFO = {"hostname": "node2", "port": 5051}
 

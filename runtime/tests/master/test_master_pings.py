@@ -11,8 +11,8 @@ import json
 import pytest
 
 from mesolite.ids import IdGenerator
-from mesolite.master import core
-from mesolite.master.core import Master, MasterSettings
+from mesolite.master import master as master_module
+from mesolite.master.master import Master, MasterSettings
 from mesolite.resources import parse_resources
 
 
@@ -39,7 +39,7 @@ class RecordingStream:
 @pytest.fixture
 def clock(monkeypatch):
     now = [100.0]
-    monkeypatch.setattr(core.time, "monotonic", lambda: now[0])
+    monkeypatch.setattr(master_module.time, "monotonic", lambda: now[0])
     return now
 
 

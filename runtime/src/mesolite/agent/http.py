@@ -14,7 +14,7 @@ from mesolite.agent import state
 from mesolite.agent.files import FilesError, SandboxFiles
 
 if TYPE_CHECKING:
-    from mesolite.agent.core import Agent
+    from mesolite.agent.agent import Agent
 
 DOWNLOAD_CHUNK_BYTES = 256 * 1024
 

@@ -15,6 +15,7 @@ from types import SimpleNamespace
 
 import aiohttp
 
+from mesolite.agent.agent import Agent, AgentConfigurationError
 from mesolite.agent.containerizers import parse_containerizer_names
 from mesolite.agent.containerizers.base import (
     DEFAULT_CGROUPS_HIERARCHY,
@@ -23,14 +24,13 @@ from mesolite.agent.containerizers.base import (
     DEFAULT_SANDBOX_DIRECTORY,
     AgentOptions,
 )
-from mesolite.agent.core import Agent, AgentConfigurationError
 from mesolite.agent.http import create_app
 from mesolite.agent.registration import LinkEvents, MasterLink
 from mesolite.agent.resources_detection import agent_resources
 from mesolite.flags import Flag, FlagError, FlagSet, boolean, duration
 from mesolite.http_server import start_http_server
+from mesolite.process import configure_logging, set_on_termination
 from mesolite.resources import ResourceError, parse_attributes
-from mesolite.service import configure_logging, set_on_termination
 from mesolite.zookeeper.detector import MasterLocation, parse_master_location
 
 log = logging.getLogger("mesolite.agent")

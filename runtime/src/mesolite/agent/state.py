@@ -11,7 +11,7 @@ from mesolite import MESOS_COMPATIBLE_VERSION, __version__
 from mesolite.resources import flatten_attributes
 
 if TYPE_CHECKING:
-    from mesolite.agent.core import Agent, TaskRun
+    from mesolite.agent.agent import Agent, TaskRun
 
 STATE_METRICS = {
     "TASK_STAGING": "slave/tasks_staging",

@@ -16,7 +16,7 @@ from typing import Any, Protocol
 import aiohttp
 
 from mesolite.marathon import health
-from mesolite.marathon.core import Marathon
+from mesolite.marathon.marathon import Marathon
 from mesolite.marathon.matching import Launch, OfferResources, match
 from mesolite.marathon.tasks import ACTIVE_STATES, TERMINAL_STATES, MarathonTask
 from mesolite.marathon.timestamps import now_timestamp

@@ -21,12 +21,12 @@ from aiohttp import web
 from mesolite.flags import Flag, FlagSet, duration
 from mesolite.http_server import start_http_server
 from mesolite.marathon.api.app import create_http_app
-from mesolite.marathon.core import Marathon, MarathonSettings
 from mesolite.marathon.events import EventBus
+from mesolite.marathon.marathon import Marathon, MarathonSettings
 from mesolite.marathon.scheduler import MesosScheduler, framework_info
 from mesolite.marathon.storage import MarathonStorage
+from mesolite.process import configure_logging, set_on_termination
 from mesolite.scheduler.client import SchedulerClient, SchedulerError
-from mesolite.service import configure_logging, set_on_termination
 from mesolite.zookeeper.detector import MasterLocation, parse_master_location
 from mesolite.zookeeper.election import MARATHON_MEMBER_LABEL, LeaderElection, SuspensionPolicy
 from mesolite.zookeeper.session import ZooKeeperSession

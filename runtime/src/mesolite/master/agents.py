@@ -18,7 +18,12 @@ class AgentState(enum.Enum):
 
 
 @dataclass
-class Agent:
+class RegisteredAgent:
+    """The master's entry for one agent (registered now, or before a failover and read back from the registry).
+
+    Not the agent process's own `mesolite.agent` domain object: this is what the master keeps about it.
+    """
+
     agent_id: str
     info: dict  # AgentInfo JSON as the agent sent it, with `id` filled in
     total: Resources

@@ -18,7 +18,7 @@ from aiohttp import web
 
 from mesolite.http_input import JsonInputError, decode_json
 from mesolite.master import metrics, state, validation
-from mesolite.master.core import Master
+from mesolite.master.master import Master
 from mesolite.master.streams import EventStream
 from mesolite.master.validation import CallError
 from mesolite.ui.routes import add_master_ui

@@ -3,7 +3,7 @@
 The master PINGs every agent with a stream once per `agent_ping_timeout`, and an agent that has been silent for
 `max_agent_ping_timeouts` of those intervals is marked unreachable (`Master.remove_agent`, which reports its
 tasks). An agent whose stream ends is only disconnected: its tasks keep running until that same silence limit.
-This is apart from `core.py` as Mesos keeps its agent observer apart from `master.cpp`: the observer decides
+This is apart from `master.py` as Mesos keeps its agent observer apart from `master.cpp`: the observer decides
 that an agent is gone, the master decides what that means for frameworks, tasks and offers.
 """
 
@@ -15,12 +15,12 @@ import time
 from collections import deque
 from typing import TYPE_CHECKING
 
-from mesolite.master.agents import Agent, AgentState
+from mesolite.master.agents import AgentState, RegisteredAgent
 from mesolite.master.streams import EventStream
 from mesolite.protocol.v1 import encode_json, event, now
 
 if TYPE_CHECKING:
-    from mesolite.master.core import Master
+    from mesolite.master.master import Master
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +38,7 @@ class AgentLiveness:
         # Agents in the order their next PING is due: (due, agent id); see `run`.
         self.schedule: deque[tuple[float, str]] = deque()
 
-    def watch(self, agent: Agent, stream: EventStream) -> None:
+    def watch(self, agent: RegisteredAgent, stream: EventStream) -> None:
         """Start watching an agent over its new stream: its first PING is due one interval from now."""
         agent.next_ping = time.monotonic() + self.master.settings.agent_ping_timeout
         self.schedule.append((agent.next_ping, agent.agent_id))

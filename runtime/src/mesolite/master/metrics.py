@@ -12,7 +12,7 @@ from mesolite.master.agents import AgentState
 from mesolite.resources import Resources
 
 if TYPE_CHECKING:
-    from mesolite.master.core import Master
+    from mesolite.master.master import Master
 
 # Gauges of tasks by state, counted from the live tasks.
 LIVE_STATES = ("TASK_STAGING", "TASK_STARTING", "TASK_RUNNING", "TASK_KILLING", "TASK_UNREACHABLE")

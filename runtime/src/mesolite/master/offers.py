@@ -5,7 +5,7 @@ from __future__ import annotations
 import functools
 from dataclasses import dataclass, field
 
-from mesolite.master.agents import Agent
+from mesolite.master.agents import RegisteredAgent
 from mesolite.protocol.v1 import id_value, now
 from mesolite.resources import Resources
 
@@ -19,7 +19,7 @@ class Offer:
     resources: Resources
     created: float = field(default_factory=now)
 
-    def to_protobuf_json(self, agent: Agent, executor_ids: list[str]) -> dict:
+    def to_protobuf_json(self, agent: RegisteredAgent, executor_ids: list[str]) -> dict:
         return {
             "id": id_value(self.offer_id),
             "framework_id": id_value(self.framework_id),

@@ -5,7 +5,7 @@ A master keeps its frameworks and agents (with the tasks each ran) in the regist
 wait, inactive, for their scheduler to re-subscribe; agents wait, RECOVERED, for the agent to re-register and
 tell what it actually runs (`reconcile_agent_tasks`). An agent that does not re-register within
 `agent_reregister_timeout` of the election is declared unreachable and its tasks reported
-(`expire_agents_not_back`). This is apart from `core.py` for the reason Mesos keeps `registrar.cpp` apart from
+(`expire_agents_not_back`). This is apart from `master.py` for the reason Mesos keeps `registrar.cpp` apart from
 `master.cpp`: what is persisted, and how a leader comes back from it, is one story, told once, while the
 operations of a running master are another.
 """
@@ -15,14 +15,14 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING
 
-from mesolite.master.agents import Agent, AgentState
+from mesolite.master.agents import AgentState, RegisteredAgent
 from mesolite.master.frameworks import Framework
 from mesolite.master.tasks import Task
 from mesolite.protocol.v1 import event, id_value, is_terminal, now, task_status, value_of
 from mesolite.resources import ResourceError, Resources
 
 if TYPE_CHECKING:
-    from mesolite.master.core import Master
+    from mesolite.master.master import Master
 
 log = logging.getLogger(__name__)
 
@@ -96,7 +96,7 @@ class Recovery:
             except ResourceError as error:
                 log.error("registry entry of agent %s has bad resources (%s); skipping it", agent_id, error)
                 continue
-            agent = Agent(agent_id, info, total, state=AgentState.RECOVERED)
+            agent = RegisteredAgent(agent_id, info, total, state=AgentState.RECOVERED)
             if state == "unreachable":
                 agent.state = AgentState.UNREACHABLE
                 agent.unreachable_time = record.get("unreachable_time")
@@ -117,7 +117,7 @@ class Recovery:
         master.start_failover_timer(framework, grace)
         return framework
 
-    def recovered_agent_with(self, framework: Framework, task_id: str) -> Agent | None:
+    def recovered_agent_with(self, framework: Framework, task_id: str) -> RegisteredAgent | None:
         """The agent, recovered from the registry and not yet re-registered, that had this task."""
         for agent in self.master.agents.values():
             if agent.state == AgentState.RECOVERED and any(
@@ -129,7 +129,7 @@ class Recovery:
 
     # ------------------------------------------------------------------ agents coming back, or not
 
-    def reconcile_agent_tasks(self, agent: Agent, body: dict) -> None:
+    def reconcile_agent_tasks(self, agent: RegisteredAgent, body: dict) -> None:
         """Merge what a re-registering agent runs with what we know of it."""
         master = self.master
         frameworks_info = {
@@ -207,7 +207,7 @@ class Recovery:
             if agent.state == AgentState.RECOVERED:
                 self._agent_not_back(agent)
 
-    def _agent_not_back(self, agent: Agent) -> None:
+    def _agent_not_back(self, agent: RegisteredAgent) -> None:
         """An agent from the registry that did not re-register in time: its tasks are unreachable."""
         master = self.master
         when = now()

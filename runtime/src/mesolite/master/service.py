@@ -26,11 +26,11 @@ from mesolite.flags import Flag, FlagError, FlagSet, boolean, duration
 from mesolite.http_server import start_http_server
 from mesolite.ids import IdGenerator, new_master_id
 from mesolite.master.allocator import DEFAULT_MIN_ALLOCATABLE, parse_min_allocatable
-from mesolite.master.core import Master, MasterSettings
 from mesolite.master.http import build_app
+from mesolite.master.master import Master, MasterSettings
 from mesolite.master.registry import Registry
+from mesolite.process import configure_logging, set_on_termination
 from mesolite.resources import ResourceError
-from mesolite.service import configure_logging, set_on_termination
 from mesolite.zookeeper.detector import ip_to_uint32, master_address
 from mesolite.zookeeper.url import parse_zookeeper_url
 

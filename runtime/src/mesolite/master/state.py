@@ -10,8 +10,8 @@ from types import SimpleNamespace
 
 from mesolite import MESOS_COMPATIBLE_VERSION, __version__
 from mesolite.master.agents import AgentState
-from mesolite.master.core import Master
 from mesolite.master.frameworks import Framework
+from mesolite.master.master import Master
 from mesolite.resources import Resources
 
 BUILD_DATE = "2024-01-01 00:00:00"

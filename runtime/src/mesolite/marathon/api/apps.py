@@ -13,7 +13,7 @@ from mesolite.marathon import health
 from mesolite.marathon.api.context import flag, json_body, marathon_of, max_node_size, service_of
 from mesolite.marathon.api.views import app_json, deployment_reference, parse_embeds
 from mesolite.marathon.app_definition import ValidationError, merge_update, normalize_app
-from mesolite.marathon.core import Marathon, NotFound
+from mesolite.marathon.marathon import Marathon, NotFound
 from mesolite.marathon.paths import PathError, canonical_path
 from mesolite.marathon.record_size import check_change_fits
 

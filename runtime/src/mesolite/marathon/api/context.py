@@ -10,7 +10,7 @@ from mesolite.http_input import JsonInputError, read_json
 from mesolite.marathon.record_size import DEFAULT_MAX_NODE_SIZE
 
 if TYPE_CHECKING:
-    from mesolite.marathon.core import Marathon
+    from mesolite.marathon.marathon import Marathon
     from mesolite.marathon.service import MarathonService
 
 SERVICE = web.AppKey("marathon_service", Any)

@@ -8,7 +8,7 @@ from aiohttp import web
 
 from mesolite.marathon.api.context import NotLeading, RequestRefused
 from mesolite.marathon.app_definition import ValidationError
-from mesolite.marathon.core import Conflict, NotFound
+from mesolite.marathon.marathon import Conflict, NotFound
 from mesolite.marathon.storage import StorageUnavailable
 
 log = logging.getLogger(__name__)

@@ -8,8 +8,8 @@ from aiohttp import web
 
 from mesolite.marathon.api.context import flag, json_body, marathon_of, max_node_size
 from mesolite.marathon.api.views import deployment_reference, group_json, parse_embeds
-from mesolite.marathon.core import NotFound
 from mesolite.marathon.group_definition import parse_group
+from mesolite.marathon.marathon import NotFound
 from mesolite.marathon.paths import ROOT, PathError, canonical_path
 from mesolite.marathon.record_size import check_change_fits
 

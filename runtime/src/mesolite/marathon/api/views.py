@@ -9,8 +9,8 @@ from typing import Any
 
 from mesolite.marathon import health
 from mesolite.marathon.app_definition import MAX_ID_DEPTH, READ_ONLY_FIELDS
-from mesolite.marathon.core import Marathon
 from mesolite.marathon.deployments import Deployment
+from mesolite.marathon.marathon import Marathon
 from mesolite.marathon.paths import ROOT, is_within, parent_of
 from mesolite.marathon.tasks import MarathonTask
 

@@ -24,7 +24,7 @@ from types import SimpleNamespace
 
 from mesolite.ids import IdGenerator
 from mesolite.master import validation
-from mesolite.master.agents import Agent, AgentState
+from mesolite.master.agents import AgentState, RegisteredAgent
 from mesolite.master.allocator import Allocation, Allocator
 from mesolite.master.frameworks import MAX_COMPLETED_TASKS, Framework
 from mesolite.master.liveness import AgentLiveness
@@ -117,7 +117,7 @@ class Master:
         self.frameworks: dict[str, Framework] = {}
         self.completed_frameworks: deque[Framework] = deque(maxlen=settings.max_completed_frameworks)
         self.removed_framework_ids: set[str] = set()
-        self.agents: dict[str, Agent] = {}
+        self.agents: dict[str, RegisteredAgent] = {}
         self.removed_agent_ids: set[str] = set()
         self.agents_by_address: dict[tuple[str, int], str] = {}
         self.offers: dict[str, Offer] = {}
@@ -538,7 +538,7 @@ class Master:
         return offers, error
 
     def _validate_task(
-        self, framework: Framework, agent: Agent, task_info: dict, available: Resources
+        self, framework: Framework, agent: RegisteredAgent, task_info: dict, available: Resources
     ) -> tuple[Resources | None, str | None]:
         """What a task takes of `available`, or why it cannot launch (it then fails alone, with TASK_ERROR)."""
         task_id = value_of(task_info, "task_id") or ""
@@ -549,7 +549,7 @@ class Master:
         return task_resources(task_info, available)
 
     def _launch(
-        self, framework: Framework, agent: Agent, role: str, task_info: dict, available: Resources
+        self, framework: Framework, agent: RegisteredAgent, role: str, task_info: dict, available: Resources
     ) -> Resources:
         resources, error = self._validate_task(framework, agent, task_info, available)
         if error is not None:
@@ -563,7 +563,7 @@ class Master:
         return available - resources
 
     def _launch_group(
-        self, framework: Framework, agent: Agent, role: str, group: dict, available: Resources
+        self, framework: Framework, agent: RegisteredAgent, role: str, group: dict, available: Resources
     ) -> Resources:
         executor = group["executor"]
         tasks = (group.get("task_group") or {}).get("tasks") or []
@@ -605,7 +605,13 @@ class Master:
         return available - needed
 
     def _add_task(
-        self, framework: Framework, agent: Agent, role: str, task_info: dict, resources: Resources, executor_id: str
+        self,
+        framework: Framework,
+        agent: RegisteredAgent,
+        role: str,
+        task_info: dict,
+        resources: Resources,
+        executor_id: str,
     ) -> Task:
         task = Task(
             task_id=value_of(task_info, "task_id") or "",
@@ -669,7 +675,7 @@ class Master:
 
     # ------------------------------------------------------------------ agents
 
-    def admit_agent(self, body: dict, stream: EventStream) -> Agent:
+    def admit_agent(self, body: dict, stream: EventStream) -> RegisteredAgent:
         """REGISTER or REREGISTER over `stream` (not started yet: REGISTERED is queued first, then whatever
         the admission has to tell the agent). CallError refuses (403: removed, or changed resources)."""
         kind = body.get("type")
@@ -701,13 +707,17 @@ class Master:
             )
         return self._reregister(agent_id, info, total, body, stream)
 
-    def _register(self, agent_id: str, info: dict, total: Resources, body: dict, stream: EventStream) -> Agent:
+    def _register(
+        self, agent_id: str, info: dict, total: Resources, body: dict, stream: EventStream
+    ) -> RegisteredAgent:
         address = (info["hostname"], int(info.get("port", 5051)))
         previous = self.agents_by_address.get(address)
         if previous is not None and previous in self.agents:
             self.remove_agent(previous, "a new agent registered at the same address", removed=True)
         info = {**info, "id": id_value(agent_id)}
-        agent = Agent(agent_id, info, total, version=str(body.get("version", "")), boot_id=str(body.get("boot_id", "")))
+        agent = RegisteredAgent(
+            agent_id, info, total, version=str(body.get("version", "")), boot_id=str(body.get("boot_id", ""))
+        )
         agent.capabilities = body.get("capabilities", [])
         self.agents[agent_id] = agent
         self.agents_by_address[address] = agent_id
@@ -719,12 +729,14 @@ class Master:
         self.trigger_allocation()
         return agent
 
-    def _reregister(self, agent_id: str, info: dict, total: Resources, body: dict, stream: EventStream) -> Agent:
+    def _reregister(
+        self, agent_id: str, info: dict, total: Resources, body: dict, stream: EventStream
+    ) -> RegisteredAgent:
         agent = self.agents.get(agent_id)
         info = {**info, "id": id_value(agent_id)}
         if agent is None:
             # Unknown to us (the registry was lost, or it registered with a master that never wrote it): admit.
-            agent = Agent(agent_id, info, total)
+            agent = RegisteredAgent(agent_id, info, total)
             self.agents[agent_id] = agent
             self.allocator.add_agent(agent_id, total)
         else:
@@ -759,7 +771,7 @@ class Master:
         self.trigger_allocation()
         return agent
 
-    def attach_agent_stream(self, agent: Agent, stream: EventStream) -> None:
+    def attach_agent_stream(self, agent: RegisteredAgent, stream: EventStream) -> None:
         agent.stream = stream
         self.liveness.watch(agent, stream)
         stream.send(
@@ -796,7 +808,7 @@ class Master:
         else:
             raise CallError(f"Unknown agent call type {kind!r} (STATUS_UPDATE, STATUS_UPDATES, PONG, UNREGISTER)")
 
-    def status_update(self, agent: Agent, update: object) -> None:
+    def status_update(self, agent: RegisteredAgent, update: object) -> None:
         if not isinstance(update, dict) or not isinstance(update.get("status"), dict):
             raise CallError("a status update needs 'status', a TaskStatus object")
         framework_id = value_of(update, "framework_id")
@@ -949,7 +961,7 @@ class Master:
                 framework.send(event("RESCIND", {"offer_id": id_value(offer.offer_id)}))
         self.counters["master/offers_rescinded"] += 1
 
-    def rescind_offers_on(self, agent: Agent) -> None:
+    def rescind_offers_on(self, agent: RegisteredAgent) -> None:
         for offer_id in list(agent.offer_ids):
             offer = self.offers.get(offer_id)
             if offer is not None:
