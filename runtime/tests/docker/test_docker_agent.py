@@ -12,12 +12,14 @@ from __future__ import annotations
 import os
 import random
 import signal
-import sys
 import urllib.request
 import uuid
-from pathlib import Path
 
 import pytest
+
+# The agent engineer's helpers: an agent process in a private work dir, and the fake master.
+from agent_fake_master import FakeMaster, master  # noqa: F401 - a fixture
+from agent_testing import AgentHome, agent_tasks, get_json, home, read_sandbox_file  # noqa: F401 - a fixture
 from docker_testing import (  # noqa: F401 - fixtures
     DOCKER_INTEGRATION,
     TEST_LABEL,
@@ -32,11 +34,6 @@ from docker_testing import (  # noqa: F401 - fixtures
 from conftest import wait_for
 from mesolite.agent import processes
 from mesolite.agent.containerizers.docker.spec import LABEL_TASK_ID, LABEL_WORK_DIR
-
-# The agent engineer's helpers: an agent process in a private work dir, and the fake master.
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "agent"))
-from agent_fake_master import FakeMaster, master  # noqa: F401 - a fixture
-from agent_testing import AgentHome, agent_tasks, get_json, home, read_sandbox_file  # noqa: F401 - a fixture
 
 pytestmark = DOCKER_INTEGRATION
 

@@ -7,12 +7,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import sys
 import time
 import urllib.request
 from pathlib import Path
 
 import pytest
+from agent_testing import AgentHome, home  # noqa: F401 - a fixture
 from docker_testing import (  # noqa: F401 - fixtures
     DOCKER_INTEGRATION,
     TEST_LABEL,
@@ -26,9 +26,6 @@ from docker_testing import (  # noqa: F401 - fixtures
 
 from conftest import free_port
 from mesolite.agent.containerizers.docker.spec import LABEL_TASK_ID
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "agent"))
-from agent_testing import AgentHome, home  # noqa: F401 - a fixture
 
 pytestmark = DOCKER_INTEGRATION
 

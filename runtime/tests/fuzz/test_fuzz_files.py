@@ -17,15 +17,16 @@ from __future__ import annotations
 import concurrent.futures
 import os
 import stat
-import sys
 import urllib.parse
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from agent_testing import AgentHome, agent_tasks
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from master_helpers import start_master
 
 from conftest import MesoliteProcess, ProcessLauncher, ZooKeeperServer, wait_for
 
@@ -39,11 +40,6 @@ from .fuzz_testing import (
     request,
     shown,
 )
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "agent"))
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "master"))
-from agent_testing import AgentHome, agent_tasks
-from master_helpers import start_master
 
 pytestmark = pytest.mark.integration
 

@@ -13,15 +13,17 @@ And a valid app, created, then sent only invalid updates, stays exactly as it wa
 from __future__ import annotations
 
 import itertools
-import sys
 import urllib.parse
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
+from agent_testing import AgentHome
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from marathon_testing import start_marathon
+from master_helpers import start_master
 
 from conftest import MesoliteProcess, ProcessLauncher, ZooKeeperServer, wait_for
 
@@ -40,13 +42,6 @@ from .fuzz_testing import (
     response_head,
     shown,
 )
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "agent"))
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "master"))
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "marathon"))
-from agent_testing import AgentHome
-from marathon_testing import start_marathon
-from master_helpers import start_master
 
 pytestmark = pytest.mark.integration
 

@@ -15,14 +15,15 @@ from __future__ import annotations
 
 import base64
 import json
-import sys
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+from agent_testing import AgentHome
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from master_helpers import start_master
 
 from conftest import MesoliteProcess, ProcessLauncher, ZooKeeperServer, wait_for
 
@@ -45,11 +46,6 @@ from .fuzz_testing import (
     shown,
     wait_until,
 )
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "agent"))
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "master"))
-from agent_testing import AgentHome
-from master_helpers import start_master
 
 pytestmark = pytest.mark.integration
 
