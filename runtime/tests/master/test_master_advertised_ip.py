@@ -11,6 +11,7 @@ from types import SimpleNamespace
 import pytest
 
 from mesolite.master.service import advertised_ip_source, loopback_warning
+from mesolite.zookeeper.url import parse_zookeeper_url
 
 REMOTE = "zk://192.168.56.12:2181,192.168.56.12:2182,192.168.56.12:2183/mesos"
 
@@ -23,7 +24,9 @@ REMOTE = "zk://192.168.56.12:2181,192.168.56.12:2182,192.168.56.12:2183/mesos"
     ],
 )
 def test_warns_about_a_loopback_ip_with_a_remote_zookeeper(ip, zookeeper):
-    warning = loopback_warning(ip, "no --ip given: the address of this host's name 'node1'", zookeeper)
+    warning = loopback_warning(
+        ip, "no --ip given: the address of this host's name 'node1'", parse_zookeeper_url(zookeeper)
+    )
     assert warning is not None
     assert f"advertising {ip} (no --ip given: the address of this host's name 'node1'), a loopback address" in warning
     assert "Set --ip (or /etc/mesos-master/ip)" in warning
@@ -34,7 +37,9 @@ def test_a_zookeeper_name_that_does_not_resolve_counts_as_remote(monkeypatch):
         raise OSError(f"cannot resolve {name}")  # no DNS query leaves this machine in tests
 
     monkeypatch.setattr("socket.gethostbyname", unresolvable)
-    warning = loopback_warning("127.0.0.1", "--ip", "zk://user:secret@zookeeper.example:2181/mesos")
+    warning = loopback_warning(
+        "127.0.0.1", "--ip", parse_zookeeper_url("zk://user:secret@zookeeper.example:2181/mesos")
+    )
     assert warning is not None and "(zookeeper.example:2181)" in warning
     assert "secret" not in warning
 
@@ -45,11 +50,10 @@ def test_a_zookeeper_name_that_does_not_resolve_counts_as_remote(monkeypatch):
         ("192.168.56.11", REMOTE),  # reachable
         ("127.0.1.1", "zk://127.0.0.1:2181,localhost:2182,[::1]:2183/mesos"),  # a one-host cluster
         ("127.0.1.1", None),  # standalone
-        ("127.0.1.1", "not a zk url"),  # reported by the election, not here
     ],
 )
 def test_no_warning_when_everything_is_reachable(ip, zookeeper):
-    assert loopback_warning(ip, "--ip", zookeeper) is None
+    assert loopback_warning(ip, "--ip", zookeeper and parse_zookeeper_url(zookeeper)) is None
 
 
 def test_the_warning_names_where_the_ip_came_from():

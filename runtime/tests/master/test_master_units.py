@@ -40,7 +40,7 @@ def test_master_flags_have_mesos_defaults(tmp_path):
     zk = tmp_path / "etc/mesos/zk"
     zk.parent.mkdir(parents=True)
     zk.write_text("zk://10.0.0.1:2181/mesos\n")
-    assert FLAGS.parse([], {"MESOLITE_CONFIG_ROOT": str(tmp_path)}).zk == "zk://10.0.0.1:2181/mesos"
+    assert str(FLAGS.parse([], {"MESOLITE_CONFIG_ROOT": str(tmp_path)}).zk) == "zk://10.0.0.1:2181/mesos"
 
 
 def process_with(leader, own_id="me"):
@@ -74,3 +74,8 @@ def test_task_states_only_move_forward():
     assert task.state == "TASK_FINISHED" and task.terminal
     reconciled = task.current_status(reason="REASON_RECONCILIATION")
     assert "uuid" not in reconciled and reconciled["state"] == "TASK_FINISHED"
+
+
+def test_a_bad_zk_url_is_refused_with_the_flags_before_anything_starts(tmp_path):
+    with pytest.raises(FlagError, match="flag --zk from the command line: invalid ZooKeeper URL 'zk1:2181/mesos'"):
+        FLAGS.parse(["--zk=zk1:2181/mesos"], {"MESOLITE_CONFIG_ROOT": str(tmp_path)})

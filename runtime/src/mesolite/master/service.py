@@ -32,7 +32,7 @@ from mesolite.master.registry import Registry
 from mesolite.process import configure_logging, set_on_termination
 from mesolite.resources import ResourceError
 from mesolite.zookeeper.detector import ip_to_uint32, master_address
-from mesolite.zookeeper.url import parse_zookeeper_url
+from mesolite.zookeeper.url import ZooKeeperUrl, parse_zookeeper_url
 
 log = logging.getLogger("mesolite.master")
 
@@ -44,7 +44,12 @@ FLAGS = FlagSet(
     zookeeper_flag="zk",
     description="A Mesos-compatible master (Mesos API " + MESOS_COMPATIBLE_VERSION + ").",
     flags=[
-        Flag("zk", str, None, "ZooKeeper URL for leader election and the registry (zk://host:port,.../path)"),
+        Flag(
+            "zk",
+            parse_zookeeper_url,
+            None,
+            "ZooKeeper URL for leader election and the registry (zk://host:port,.../path)",
+        ),
         Flag("ip", str, None, "IP address to listen on and advertise"),
         Flag("port", int, 5050, "port to listen on"),
         Flag("advertise_ip", str, None, "IP address advertised to agents and frameworks"),
@@ -125,16 +130,16 @@ def advertised_ip_source(flags: SimpleNamespace) -> str:
     return f"no --ip given: the address of this host's name '{socket.gethostname()}'"
 
 
-def loopback_warning(ip: str, source: str, zookeeper: str | None) -> str | None:
+def loopback_warning(ip: str, source: str, zookeeper: ZooKeeperUrl | None) -> str | None:
     """A warning when this master advertises a loopback IP although ZooKeeper is on another host: masters,
     agents and frameworks elsewhere would find it in ZooKeeper and fail to reach it. (Debian maps the
     hostname to 127.0.1.1, so a master started without --ip advertises exactly that; Mesos does the same.)"""
     try:
         if not zookeeper or not ipaddress.ip_address(ip).is_loopback:
             return None
-        servers = parse_zookeeper_url(zookeeper).hosts
     except ValueError:
-        return None  # a bad --zk is reported when the election starts
+        return None
+    servers = zookeeper.hosts
     remote = [server for server in servers.split(",") if not is_loopback_host(server.rpartition(":")[0] or server)]
     if not remote:
         return None
@@ -375,10 +380,7 @@ async def start_election(process: MasterProcess, flags: SimpleNamespace):
     from mesolite.zookeeper.election import LeaderElection, SuspensionPolicy
     from mesolite.zookeeper.session import ZooKeeperSession
 
-    try:
-        url = parse_zookeeper_url(flags.zk)
-    except ValueError as error:
-        raise FlagError(f"--zk: {error}") from None
+    url = flags.zk
     session = ZooKeeperSession(url, session_timeout=flags.zk_session_timeout)
     while True:
         try:
