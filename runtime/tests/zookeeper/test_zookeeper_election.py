@@ -7,6 +7,7 @@ import asyncio
 import json
 
 import pytest
+from kazoo.exceptions import ConnectionLoss
 from zookeeper_testing import (  # noqa: F401 - fixtures
     TEST_SESSION_TIMEOUT,
     eventually,
@@ -189,6 +190,34 @@ async def test_marathon_steps_down_when_suspended_and_comes_back_with_a_new_znod
         children = await suspended.run(suspended.client.get_children, election.path)
         assert children == [election.node]
         await election.stop()
+
+
+async def test_a_znode_whose_deletion_failed_is_deleted_before_contending_again(session, monkeypatch):
+    """The chaos suite's Marathon that never led again: it stepped down, the connection dropped again while it
+    deleted its old znode, and its new znode queued behind the old one, which its own live session kept.
+    The dropped connection is injected into the one delete (fault injection; the rest is a real ZooKeeper)."""
+    recorder = Recorder("a", set())
+    election = marathon_election(session, recorder, "marathon-a:8080")
+    await election.start()
+    await eventually(lambda: election.is_leader, what="election")
+    old_node = election.node
+    real_delete = session.client.delete
+    failures = []
+
+    def delete_failing_once(path, *args, **kwargs):
+        if not failures:
+            failures.append(path)
+            raise ConnectionLoss()
+        return real_delete(path, *args, **kwargs)
+
+    monkeypatch.setattr(session.client, "delete", delete_failing_once)
+    await election._on_session_state(SessionState.SUSPENDED)  # what the session reports when it drops
+    await election._on_session_state(SessionState.CONNECTED)
+    await eventually(lambda: election.is_leader, within=TEST_SESSION_TIMEOUT * 3, what="leadership again")
+    assert failures == [f"{election.path}/{old_node}"]
+    children = await session.run(session.client.get_children, election.path)
+    assert children == [election.node] and election.node != old_node
+    await election.stop()
 
 
 async def test_expired_session_loses_leadership_and_contends_with_a_new_znode(session):

@@ -247,6 +247,9 @@ class SchedulerClient:
                 timeout=self.heartbeat_interval * self._missed_heartbeats,
                 return_when=asyncio.FIRST_COMPLETED,
             )
+        except asyncio.CancelledError:
+            read.cancel()  # the client is being stopped: the pending read must not outlive it unobserved
+            raise
         finally:
             changed.cancel()
         if read in done and not self._stopping.is_set():

@@ -17,6 +17,7 @@ What a dropped connection means is the one thing that differs between the two us
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import enum
 import json
 import logging
@@ -81,6 +82,10 @@ class LeaderElection:
         self._leading = False  # what on_elected / on_lost last said
         self._leader_member: Member | None = None
         self._replace_node = False  # STEP_DOWN: contend anew with a fresh znode once reconnected
+        # Paths of our earlier znodes not deleted yet (the connection dropped again mid-delete). Such a znode
+        # lives as long as our session and would lead the line ahead of our new one: we would wait for
+        # ourselves forever. So nothing new is created before they are gone.
+        self._stale_nodes: set[str] = set()
         self._running = False
         self._lock = asyncio.Lock()
         self._evaluation = WatchedEvaluation(session, self._evaluate, lambda: self._running, self._lock)
@@ -124,15 +129,23 @@ class LeaderElection:
         self._evaluation.schedule()
 
     async def _delete_node(self) -> None:
-        """Delete our znode (under `self._lock`); a session that is going down takes it with it anyway."""
+        """Delete our znode (under `self._lock`); if that fails, the next evaluation deletes it first."""
         path, self.node = self.node_path, None
-        if path is not None and self.session.connected:
-            try:
+        if path is not None:
+            self._stale_nodes.add(path)
+        try:
+            await self._delete_stale_nodes()
+        except Exception as error:
+            log.warning("could not delete %s yet: %s", ", ".join(sorted(self._stale_nodes)), error)
+
+    async def _delete_stale_nodes(self) -> None:
+        """Delete our earlier znodes; raises (a connection error) when one cannot be deleted now."""
+        for path in sorted(self._stale_nodes):
+            if not self.session.connected:
+                raise ConnectionError("not connected to ZooKeeper")
+            with contextlib.suppress(NoNodeError):  # deleted already (an answer lost with the connection)
                 await self.session.run(self.session.client.delete, path)
-            except NoNodeError:
-                pass
-            except Exception as error:
-                log.warning("could not delete %s: %s", path, error)
+            self._stale_nodes.discard(path)
 
     async def _on_session_state(self, state: SessionState) -> None:
         if state == SessionState.CONNECTED:
@@ -150,7 +163,8 @@ class LeaderElection:
             self._set_leader(None, None)
             await self._lose("disconnected from ZooKeeper for longer than the session timeout")
         elif state == SessionState.LOST:
-            self.node = None  # the ephemeral znode died with the session
+            self.node = None  # the ephemeral znodes died with the session
+            self._stale_nodes.clear()
             self._replace_node = False
             self._set_leader(None, None)
             await self._lose("ZooKeeper session expired")
@@ -181,6 +195,7 @@ class LeaderElection:
             if self._replace_node:
                 self._replace_node = False
                 await self._delete_node()
+            await self._delete_stale_nodes()
             if self.node is None:
                 await self.session.run(client.ensure_path, self.path)
                 created = await self.session.run(
