@@ -47,7 +47,7 @@ def register(master: Master, hostname: str) -> RecordingStream:
     stream = RecordingStream()
     resources = parse_resources("cpus:1;mem:128").to_protobuf_json()
     body = {"type": "REGISTER", "agent_info": {"hostname": hostname, "port": 5051, "resources": resources}}
-    master.admit_agent(body, stream)
+    master.admission.admit(body, stream)
     return stream
 
 
@@ -79,7 +79,7 @@ def test_disconnected_and_reregistered_agents_are_not_pinged_twice(clock):
     agent = next(iter(master.agents.values()))
     clock[0] = 110.0
     replacement = RecordingStream()
-    master.attach_agent_stream(agent, replacement)  # re-attached: its phase restarts at 110
+    master.admission.attach_stream(agent, replacement)  # re-attached: its phase restarts at 110
     master.liveness.send_pings(115.0)
     assert (pings(stream), pings(replacement)) == (0, 0)
     master.liveness.send_pings(125.0)

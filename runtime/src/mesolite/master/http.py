@@ -262,7 +262,7 @@ async def agent_subscribe(request: web.Request, master: Master) -> web.StreamRes
     try:
         body = await read_json_call(request)
         validation.validate_agent_subscription(body)
-        master.admit_agent(with_agent_ip(body, request.remote), stream)
+        master.admission.admit(with_agent_ip(body, request.remote), stream)
     except CallError as error:
         return text_error(error.status, error.message)
     return await serve_stream(request, response, stream)
@@ -274,7 +274,7 @@ def with_agent_ip(body: dict, remote: str | None) -> dict:
     resolve on the master (`--hostname` is often a display name)."""
     info = body.get("agent_info")
     if not isinstance(info, dict):
-        return body  # admit_agent says what is wrong
+        return body  # admission says what is wrong
     advertised = info.get("ip")
     if advertised is not None:
         try:
@@ -298,7 +298,7 @@ async def agent_call(request: web.Request, master: Master) -> web.Response:
     try:
         call = await read_json_call(request)
         validation.validate_agent_call(call)
-        master.agent_call(request.headers.get("Mesos-Agent-Id"), call)
+        master.admission.call(request.headers.get("Mesos-Agent-Id"), call)
     except CallError as error:
         return text_error(error.status, error.message)
     return web.Response(status=202)
