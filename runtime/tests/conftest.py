@@ -11,6 +11,7 @@ import os
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -21,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+from tls_testing import ClusterPki, make_cluster_pki
 
 ZOOKEEPER_CLASSPATH = ":".join(
     ["/usr/share/java/zookeeper.jar", "/usr/share/java/slf4j-simple.jar", "/usr/share/java/slf4j-api.jar"]
@@ -124,6 +126,12 @@ def zookeeper(tmp_path_factory) -> Iterator[ZooKeeperServer]:
     stop_process(server.process)
 
 
+@pytest.fixture(scope="session")
+def cluster_pki(tmp_path_factory) -> ClusterPki:
+    """A cluster CA with a certificate for 127.0.0.1/localhost, and an unrelated CA with its own certificate."""
+    return make_cluster_pki(tmp_path_factory.mktemp("pki"))
+
+
 @dataclass
 class MesoliteProcess:
     """A mesolite service started as a real process, with its output kept for failure reports."""
@@ -133,6 +141,7 @@ class MesoliteProcess:
     log_path: Path
     process: subprocess.Popen
     port: int | None = None
+    scheme: str = "http"
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
@@ -143,7 +152,7 @@ class MesoliteProcess:
         self.process.wait(10)
 
     def url(self, path: str = "") -> str:
-        return f"http://127.0.0.1:{self.port}{path}"
+        return f"{self.scheme}://127.0.0.1:{self.port}{path}"
 
 
 @dataclass
@@ -161,7 +170,9 @@ class ProcessLauncher:
         env: dict[str, str] | None = None,
         health_path: str | None = "/health",
         timeout: float = 30,
+        ssl_context: ssl.SSLContext | None = None,
     ) -> MesoliteProcess:
+        """`ssl_context`: the service serves https; its health is checked with this client context."""
         log_path = self.directory / f"{name}-{len(self.started)}.log"
         command = [sys.executable, "-m", "mesolite.cli", *arguments]
         process = subprocess.Popen(
@@ -171,14 +182,17 @@ class ProcessLauncher:
             start_new_session=True,
             env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})},
         )
-        started = MesoliteProcess(name, command, log_path, process, port)
+        started = MesoliteProcess(name, command, log_path, process, port, "https" if ssl_context else "http")
         self.started.append(started)
         if port is not None and health_path is not None:
 
             def healthy() -> bool:
                 if process.poll() is not None:
                     pytest.fail(f"{name} exited with {process.returncode}:\n{started.log()[-4000:]}")
-                with contextlib.suppress(OSError), urllib.request.urlopen(started.url(health_path), timeout=1):
+                with (
+                    contextlib.suppress(OSError),
+                    urllib.request.urlopen(started.url(health_path), timeout=1, context=ssl_context),
+                ):
                     return True
                 return False
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import ssl
 from typing import Any
 
 from aiohttp import web
@@ -120,10 +121,12 @@ async def start_http_server(
     backlog: int = 128,
     shutdown_timeout: float = 60.0,
     handler_cancellation: bool = False,
+    ssl_context: ssl.SSLContext | None = None,
 ) -> web.AppRunner:
     """Serve `app` on host:port with the limits above; `runner.cleanup()` stops it.
 
-    `handler_cancellation`: cancel a handler when its client disconnects (event streams need it)."""
+    `handler_cancellation`: cancel a handler when its client disconnects (event streams need it).
+    `ssl_context`: serve TLS only (see `security/tls.py`); the head deadline then includes the handshake."""
     runner = GuardedAppRunner(
         app,
         header_timeout=header_timeout,
@@ -134,7 +137,7 @@ async def start_http_server(
     )
     await runner.setup()
     try:
-        await web.TCPSite(runner, host, port, backlog=backlog).start()
+        await web.TCPSite(runner, host, port, backlog=backlog, ssl_context=ssl_context).start()
     except BaseException:
         await runner.cleanup()
         raise
