@@ -57,7 +57,7 @@ FLAGS = FlagSet(
         Flag("hostname", str, None, "hostname advertised (default: looked up from the IP)"),
         Flag("hostname_lookup", boolean, True, "look the hostname up from the IP when --hostname is not given"),
         Flag("quorum", int, 1, "replicated log quorum (accepted for compatibility; the registry lives in ZooKeeper)"),
-        Flag("work_dir", str, "/var/lib/mesos", "working directory"),
+        Flag("work_dir", str, "/var/lib/mesos", "accepted for compatibility with Mesos command lines: unused (no replicated log)"),
         Flag("log_dir", str, None, "accepted for compatibility: logs go to stderr (journald)"),
         Flag("logging_level", str, "INFO", "INFO, WARNING or ERROR"),
         Flag("cluster", str, None, "human readable cluster name, shown in /state and the UI"),
