@@ -3,6 +3,7 @@
 import subprocess
 import sys
 
+from harness.zookeeper import four_letter_word
 from mesolite import __version__
 
 
@@ -23,6 +24,4 @@ def test_unknown_command_is_named_in_the_error():
 
 
 def test_zookeeper_fixture_serves_four_letter_words(zookeeper):
-    from conftest import four_letter_word
-
     assert "Mode: standalone" in four_letter_word(zookeeper.port, "srvr")

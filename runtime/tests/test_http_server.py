@@ -11,7 +11,7 @@ import time
 import pytest
 from aiohttp import web
 
-from conftest import free_port
+from harness.processes import free_port
 from mesolite.http_server import start_http_server
 
 HEADER_TIMEOUT = 0.5

@@ -19,7 +19,8 @@ from dataclasses import dataclass, field
 import pytest
 from aiohttp import web
 
-from conftest import free_port
+from harness.processes import free_port
+from harness.waiting import wait_for
 from mesolite.protocol.recordio import encode
 
 
@@ -66,6 +67,14 @@ class FakeMaster:
 
     def states(self, task_id: str) -> list[str]:
         return [update["status"]["state"] for update in self.updates(task_id)]
+
+    def wait_for_state(self, task_id: str, state: str, timeout: float = 20) -> dict:
+        """The first update of `task_id` in `state` (waiting up to `timeout` seconds for it)."""
+
+        def reached() -> dict | None:
+            return next((u for u in self.updates(task_id) if u["status"]["state"] == state), None)
+
+        return wait_for(reached, timeout, what=f"{task_id[:40]} to be {state} (so far {self.states(task_id)})")
 
     def acknowledge(self, update: dict) -> None:
         self.send(

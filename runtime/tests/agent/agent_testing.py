@@ -3,18 +3,18 @@
 from __future__ import annotations
 
 import contextlib
-import json
 import os
-import urllib.parse
-import urllib.request
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from agent_fake_master import FakeMaster
 
-from conftest import MesoliteProcess, ProcessLauncher, free_port, kill_processes_under, wait_for
+from harness.http import get_json
+from harness.processes import MesoliteProcess, ProcessLauncher, free_port, kill_processes_under
+from harness.waiting import wait_for
 from mesolite.agent import cgroups, processes
 from mesolite.agent.containerizers.base import DEFAULT_CGROUPS_ROOT, DEFAULT_DOCKER_SOCKET
 
@@ -103,13 +103,6 @@ def home(tmp_path, launcher) -> Iterator[AgentHome]:
     agent_home.remove_tasks()
 
 
-def get_json(url: str, **query) -> dict | list:
-    if query:
-        url += "?" + urllib.parse.urlencode(query)
-    with urllib.request.urlopen(url, timeout=5) as response:
-        return json.load(response)
-
-
 def start_registered_agent(launcher: ProcessLauncher, home: AgentHome, master: str) -> MesoliteProcess:
     """The real agent for the master(s) at `master` (a zk:// URL), once it has registered with the leader."""
     agent = launcher.start("agent", *home.arguments(master), port=home.port)
@@ -138,3 +131,10 @@ def process_exists(pid: int) -> bool:
     except ProcessLookupError:
         return False
     return processes.start_time(pid) is not None
+
+
+def start_agent(launcher: ProcessLauncher, home: AgentHome, master: FakeMaster, *extra: str) -> MesoliteProcess:
+    """The real agent for a test's `FakeMaster`, once it has registered."""
+    agent = launcher.start("agent", *home.arguments(master.address(), *extra), port=home.port)
+    wait_for(lambda: get_json(agent.url("/metrics/snapshot"))["slave/registered"] == 1.0, 20, what="registration")
+    return agent

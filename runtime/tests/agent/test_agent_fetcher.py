@@ -24,9 +24,10 @@ from pathlib import Path
 
 import pytest
 from agent_fake_master import FakeMaster, master  # noqa: F401 - a fixture
-from agent_testing import AgentHome, agent_tasks, get_json, home, read_sandbox_file  # noqa: F401 - a fixture
+from agent_testing import AgentHome, agent_tasks, home, read_sandbox_file  # noqa: F401 - a fixture
 
-from conftest import wait_for
+from harness.http import get_json
+from harness.waiting import wait_for
 from mesolite.agent import fetcher
 from mesolite.agent.fetcher import FetchError, fetch_all
 
@@ -342,13 +343,6 @@ def start_agent(launcher, home: AgentHome, master: FakeMaster):
     return agent
 
 
-def wait_for_state(master: FakeMaster, task_id: str, state: str, timeout: float = 20) -> dict:
-    def reached():
-        return next((u["status"] for u in master.updates(task_id) if u["status"]["state"] == state), None)
-
-    return wait_for(reached, timeout, what=f"{task_id} to be {state} (so far {master.states(task_id)})")
-
-
 @pytest.mark.integration
 def test_a_command_task_runs_what_was_fetched_for_it(launcher, home, master, served):
     agent = start_agent(launcher, home, master)
@@ -360,7 +354,7 @@ def test_a_command_task_runs_what_was_fetched_for_it(launcher, home, master, ser
     user = "nobody" if os.geteuid() == 0 else None  # a task of another user reads what was fetched for it
     command = {"value": "cat data.txt && ./tool.sh a b && cat app/data/readme.txt && id -un", "uris": uris}
     master.run_task("fetching", command | ({"user": user} if user else {}))
-    wait_for_state(master, "fetching", "TASK_FINISHED")
+    master.wait_for_state("fetching", "TASK_FINISHED")
     assert master.states("fetching") == ["TASK_STARTING", "TASK_RUNNING", "TASK_FINISHED"]
     directory = agent_tasks(agent.url())["fetching"]["directory"]
     output = read_sandbox_file(agent.url(), directory, "stdout").splitlines()
@@ -377,7 +371,7 @@ def test_a_failed_fetch_fails_the_task_before_it_starts(launcher, home, master, 
     start_agent(launcher, home, master)
     missing = served.url("missing.tgz")
     master.run_task("unfetched", {"value": "echo must not run", "uris": [{"value": missing}]})
-    failed = wait_for_state(master, "unfetched", "TASK_FAILED")
+    failed = master.wait_for_state("unfetched", "TASK_FAILED")["status"]
     assert master.states("unfetched") == ["TASK_STARTING", "TASK_FAILED"]
     assert failed["reason"] == "REASON_CONTAINER_LAUNCH_FAILED"
     assert failed["message"] == f"Failed to fetch '{missing}': HTTP 404 File not found"
@@ -387,10 +381,10 @@ def test_a_failed_fetch_fails_the_task_before_it_starts(launcher, home, master, 
 def test_a_kill_while_fetching_ends_the_task_killed(launcher, home, master, stalling_url):
     start_agent(launcher, home, master)
     master.run_task("stalled", {"value": "echo must not run", "uris": [{"value": stalling_url}]})
-    wait_for_state(master, "stalled", "TASK_STARTING")
+    master.wait_for_state("stalled", "TASK_STARTING")
     asked = time.monotonic()
     master.kill_task("stalled", grace_seconds=10)
-    killed = wait_for_state(master, "stalled", "TASK_KILLED", timeout=10)
+    killed = master.wait_for_state("stalled", "TASK_KILLED", timeout=10)["status"]
     assert time.monotonic() - asked < 5, "the fetch is cancelled at once, not after its stall timeout"
     assert killed["message"] == "Killed while fetching URIs"
     assert master.states("stalled") == ["TASK_STARTING", "TASK_KILLED"]

@@ -18,9 +18,11 @@ from pathlib import Path
 
 import pytest
 from agent_fake_master import FakeMaster, master  # noqa: F401 - a fixture
-from agent_testing import AgentHome, agent_tasks, get_json, home  # noqa: F401 - a fixture
+from agent_testing import AgentHome, agent_tasks, home  # noqa: F401 - a fixture
 
-from conftest import MesoliteProcess, wait_for
+from harness.http import get_json
+from harness.processes import MesoliteProcess
+from harness.waiting import wait_for
 
 pytestmark = pytest.mark.integration
 

@@ -8,10 +8,9 @@ import socket
 
 import pytest
 from agent_fake_master import FakeMaster, master  # noqa: F401 - a fixture
-from agent_testing import home  # noqa: F401 - a fixture
-from test_agent_tasks import start_agent, wait_for_state
+from agent_testing import home, start_agent  # noqa: F401 - a fixture
 
-from conftest import wait_for
+from harness.waiting import wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -42,7 +41,7 @@ def test_a_passing_command_check_reports_healthy_once(launcher, home, master):
     assert healthy["reason"] == REASON
     assert healthy["container_status"]["network_infos"][0]["ip_addresses"][0]["ip_address"] == "127.0.0.1"
     master.kill_task("fine", 0)
-    wait_for_state(master, "fine", "TASK_KILLED")
+    master.wait_for_state("fine", "TASK_KILLED")
     assert [s["healthy"] for s in health_updates(master, "fine")] == [True]  # reported when it changes only
 
 
@@ -50,7 +49,7 @@ def test_a_failing_command_check_reports_unhealthy_and_kills_the_task(launcher, 
     start_agent(launcher, home, master)
     check = command_check("false", consecutive_failures=2, grace_period_seconds=0)
     master.run_task("sick", {"value": "sleep 600"}, health_check=check)
-    killed = wait_for_state(master, "sick", "TASK_KILLED", timeout=30)["status"]
+    killed = master.wait_for_state("sick", "TASK_KILLED", timeout=30)["status"]
     assert "health check failed 2 times" in killed["message"]
     assert killed["reason"] == REASON
     assert killed["healthy"] is False
@@ -69,7 +68,7 @@ def test_failures_within_the_grace_period_are_ignored(launcher, home, master):
     wait_for(lambda: health_updates(master, "slow"), 20, what="a health update")
     assert [s["healthy"] for s in health_updates(master, "slow")] == [True]
     master.kill_task("slow", 0)
-    wait_for_state(master, "slow", "TASK_KILLED")
+    master.wait_for_state("slow", "TASK_KILLED")
 
 
 def test_http_and_tcp_checks(launcher, home, master):
@@ -104,7 +103,7 @@ def test_http_and_tcp_checks(launcher, home, master):
         },
     )
     assert wait_for(lambda: health_updates(master, "web"), 30, what="web healthy")[0]["healthy"] is True
-    killed = wait_for_state(master, "nothing", "TASK_KILLED", timeout=30)["status"]
+    killed = master.wait_for_state("nothing", "TASK_KILLED", timeout=30)["status"]
     assert "TCP health check failed" in killed["message"]
     master.kill_task("web", 0)
-    wait_for_state(master, "web", "TASK_KILLED")
+    master.wait_for_state("web", "TASK_KILLED")

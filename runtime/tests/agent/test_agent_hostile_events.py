@@ -13,9 +13,11 @@ from __future__ import annotations
 
 import pytest
 from agent_fake_master import FakeMaster, master  # noqa: F401 - a fixture
-from agent_testing import AgentHome, get_json, home  # noqa: F401 - a fixture
+from agent_testing import AgentHome, home  # noqa: F401 - a fixture
 
-from conftest import MesoliteProcess, wait_for
+from harness.http import get_json
+from harness.processes import MesoliteProcess
+from harness.waiting import wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -26,13 +28,6 @@ def start_agent(launcher, home: AgentHome, master: FakeMaster) -> MesoliteProces
     agent = launcher.start("agent", *home.arguments(master.address()), port=home.port)
     wait_for(lambda: get_json(agent.url("/metrics/snapshot"))["slave/registered"] == 1.0, 20, what="registration")
     return agent
-
-
-def wait_for_state(master: FakeMaster, task_id: str, state: str, timeout: float = 20) -> dict:
-    def reached():
-        return next((u for u in master.updates(task_id) if u["status"]["state"] == state), None)
-
-    return wait_for(reached, timeout, what=f"{task_id[:40]} to be {state} (so far {master.states(task_id)})")
 
 
 def assert_alive_on_one_stream(agent: MesoliteProcess, master: FakeMaster) -> None:
@@ -82,22 +77,22 @@ def test_malformed_tasks_get_task_error_naming_the_field(launcher, home, master)
     long_id = "x" * 300
     master.send({"type": "RUN_TASK", "run_task": {"framework": FRAMEWORK, "task": task(long_id)}})
     for task_id, (_, field) in INVALID_TASKS.items():
-        status = wait_for_state(master, task_id, "TASK_ERROR")["status"]
+        status = master.wait_for_state(task_id, "TASK_ERROR")["status"]
         assert status["reason"] == "REASON_TASK_INVALID"
         assert field in status["message"], (task_id, status["message"])
-    status = wait_for_state(master, long_id, "TASK_ERROR")["status"]
+    status = master.wait_for_state(long_id, "TASK_ERROR")["status"]
     assert "task_id" in status["message"] and "255" in status["message"]
     assert_alive_on_one_stream(agent, master)
 
     master.run_task("after", {"value": "true"})
-    wait_for_state(master, "after", "TASK_FINISHED")
+    master.wait_for_state("after", "TASK_FINISHED")
     assert_alive_on_one_stream(agent, master)
 
 
 def test_events_with_fields_of_the_wrong_type_are_ignored(launcher, home, master):
     agent = start_agent(launcher, home, master)
     master.run_task("running", {"value": "sleep 600"})
-    wait_for_state(master, "running", "TASK_RUNNING")
+    master.wait_for_state("running", "TASK_RUNNING")
     ids = {"framework_id": FRAMEWORK["id"], "task_id": {"value": "running"}}
     hostile = [
         {"type": "KILL_TASK", "kill_task": {**ids, "kill_policy": {"grace_period": {"nanoseconds": [1]}}}},
@@ -138,7 +133,7 @@ def test_events_with_fields_of_the_wrong_type_are_ignored(launcher, home, master
         master.send(event)
     # The events are handled in order: a valid kill after them is carried out only if the agent got past them.
     master.kill_task("running", grace_seconds=1)
-    wait_for_state(master, "running", "TASK_KILLED")
+    master.wait_for_state("running", "TASK_KILLED")
     for task_id in ("dots", "..", "a/b", "grouped"):
         assert "TASK_RUNNING" not in master.states(task_id)
     assert_alive_on_one_stream(agent, master)

@@ -14,10 +14,10 @@ from pathlib import Path
 
 import pytest
 from agent_fake_master import FakeMaster, master  # noqa: F401 - a fixture
-from agent_testing import AgentHome, agent_tasks, get_json, home, process_exists  # noqa: F401 - a fixture
-from test_agent_tasks import start_agent, wait_for_state
+from agent_testing import AgentHome, agent_tasks, home, process_exists, start_agent  # noqa: F401 - a fixture
 
-from conftest import wait_for
+from harness.http import get_json
+from harness.waiting import wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -32,7 +32,7 @@ def test_agent_sigkill_and_restart_keeps_tasks_running(launcher, home, master):
     agent_id = master.agent_ids[-1]
     for name in ("one", "two"):
         master.run_task(name, {"value": "echo $$ > pid; exec sleep 600"})
-        wait_for_state(master, name, "TASK_RUNNING")
+        master.wait_for_state(name, "TASK_RUNNING")
     pids = {name: task_pid(agent.url(), name) for name in ("one", "two")}
     sent_before = len(master.updates())
 
@@ -53,7 +53,7 @@ def test_agent_sigkill_and_restart_keeps_tasks_running(launcher, home, master):
 
     # The restarted agent still controls its tasks.
     master.kill_task("one", grace_seconds=2)
-    wait_for_state(master, "one", "TASK_KILLED")
+    master.wait_for_state("one", "TASK_KILLED")
     assert not process_exists(pids["one"])
 
 
@@ -62,7 +62,7 @@ def test_task_that_ends_while_the_agent_is_down_is_reported(launcher, home, mast
     master.run_task("short", {"value": "echo $$ > pid; exec sleep 600"})
     master.run_task("crash", {"value": "echo $$ > pid; exec sleep 600"})
     for name in ("short", "crash"):
-        wait_for_state(master, name, "TASK_RUNNING")
+        master.wait_for_state(name, "TASK_RUNNING")
     short_pid = task_pid(agent.url(), "short")
     crash_directory = Path(agent_tasks(agent.url())["crash"]["directory"])
     agent.kill(signal.SIGKILL)
@@ -72,9 +72,9 @@ def test_task_that_ends_while_the_agent_is_down_is_reported(launcher, home, mast
     os.kill(executor[0], signal.SIGKILL)  # the executor itself dies: the agent must notice
     start_agent(launcher, home, master)
 
-    failed = wait_for_state(master, "short", "TASK_FAILED")
+    failed = master.wait_for_state("short", "TASK_FAILED")
     assert "signal SIGKILL" in failed["status"]["message"]
-    lost_executor = wait_for_state(master, "crash", "TASK_FAILED")
+    lost_executor = master.wait_for_state("crash", "TASK_FAILED")
     assert "executor" in lost_executor["status"]["message"]
     assert lost_executor["status"]["reason"] == "REASON_EXECUTOR_TERMINATED"
     # The task of the dead executor was cleaned up with its container.
@@ -93,7 +93,7 @@ def test_unacknowledged_updates_are_resent_after_a_restart(launcher, home, maste
     master.auto_acknowledge = False
     agent = start_agent(launcher, home, master, "--status_update_retry_interval=1hrs")
     master.run_task("pending", {"value": "true"})
-    starting = wait_for_state(master, "pending", "TASK_STARTING")
+    starting = master.wait_for_state("pending", "TASK_STARTING")
     agent.kill(signal.SIGKILL)
     start_agent(launcher, home, master, "--status_update_retry_interval=1hrs")
     wait_for(lambda: len(master.updates("pending")) >= 2, 10, what="the re-sent update")
@@ -102,8 +102,8 @@ def test_unacknowledged_updates_are_resent_after_a_restart(launcher, home, maste
     assert resent["status"]["state"] == "TASK_STARTING"
     master.acknowledge(resent)
     # The executor finished long ago; its RUNNING and FINISHED follow in order, once each is acknowledged.
-    master.acknowledge(wait_for_state(master, "pending", "TASK_RUNNING"))
-    master.acknowledge(wait_for_state(master, "pending", "TASK_FINISHED"))
+    master.acknowledge(master.wait_for_state("pending", "TASK_RUNNING"))
+    master.acknowledge(master.wait_for_state("pending", "TASK_FINISHED"))
     assert master.states("pending") == ["TASK_STARTING", "TASK_STARTING", "TASK_RUNNING", "TASK_FINISHED"]
 
 
@@ -122,7 +122,7 @@ def test_refused_reregistration_registers_as_new_agent_and_kills_tasks(launcher,
     agent = start_agent(launcher, home, master)
     first_id = master.agent_ids[-1]
     master.run_task("doomed", {"value": "echo $$ > pid; exec sleep 600"})
-    wait_for_state(master, "doomed", "TASK_RUNNING")
+    master.wait_for_state("doomed", "TASK_RUNNING")
     pid = task_pid(agent.url(), "doomed")
     agent.kill(signal.SIGKILL)
     master.refuse_reregistration = "agent was removed"

@@ -14,9 +14,11 @@ import statistics
 from pathlib import Path
 
 import pytest
-from agent_testing import get_json, home, start_registered_agent  # noqa: F401 - a fixture
+from agent_testing import home, start_registered_agent  # noqa: F401 - a fixture
 
-from conftest import MesoliteProcess, ProcessLauncher, free_port, wait_for
+from harness.http import get_json
+from harness.processes import MesoliteProcess, ProcessLauncher, free_port
+from harness.waiting import wait_for
 
 pytestmark = pytest.mark.integration
 

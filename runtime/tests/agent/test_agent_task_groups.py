@@ -14,9 +14,11 @@ from pathlib import Path
 
 import pytest
 from agent_framework import ThreadedFramework
-from agent_testing import agent_tasks, get_json, home, process_exists, start_registered_agent  # noqa: F401 - a fixture
+from agent_testing import agent_tasks, home, process_exists, start_registered_agent  # noqa: F401 - a fixture
 
-from conftest import free_port, wait_for
+from harness.http import get_json
+from harness.processes import free_port
+from harness.waiting import wait_for
 from mesolite.resources import Resources, parse_resources
 
 pytestmark = pytest.mark.integration

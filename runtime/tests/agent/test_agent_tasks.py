@@ -8,30 +8,18 @@ import time
 
 import pytest
 from agent_fake_master import FakeMaster, master  # noqa: F401 - a fixture
-from agent_testing import AgentHome, agent_tasks, get_json, home, read_sandbox_file  # noqa: F401 - a fixture
+from agent_testing import AgentHome, agent_tasks, home, read_sandbox_file, start_agent  # noqa: F401 - a fixture
 
-from conftest import wait_for
+from harness.http import get_json
+from harness.waiting import wait_for
 
 pytestmark = pytest.mark.integration
-
-
-def start_agent(launcher, home: AgentHome, master: FakeMaster, *extra: str):
-    agent = launcher.start("agent", *home.arguments(master.address(), *extra), port=home.port)
-    wait_for(lambda: get_json(agent.url("/metrics/snapshot"))["slave/registered"] == 1.0, 20, what="registration")
-    return agent
-
-
-def wait_for_state(master: FakeMaster, task_id: str, state: str, timeout: float = 20) -> dict:
-    def reached():
-        return next((u for u in master.updates(task_id) if u["status"]["state"] == state), None)
-
-    return wait_for(reached, timeout, what=f"{task_id} to be {state} (so far {master.states(task_id)})")
 
 
 def test_command_task_finishes_with_stdout_readable_through_files_api(launcher, home, master):
     agent = start_agent(launcher, home, master)
     master.run_task("hello", {"value": "echo hello from $MESOS_TASK_ID; echo oops >&2"})
-    finished = wait_for_state(master, "hello", "TASK_FINISHED")
+    finished = master.wait_for_state("hello", "TASK_FINISHED")
     assert master.states("hello") == ["TASK_STARTING", "TASK_RUNNING", "TASK_FINISHED"]
     status = finished["status"]
     assert status["agent_id"]["value"] == master.agent_ids[-1]
@@ -57,7 +45,7 @@ def test_shell_false_runs_the_executable_with_arguments_and_environment(launcher
             "environment": {"variables": [{"name": "GREETING", "value": "hi there"}]},
         },
     )
-    wait_for_state(master, "direct", "TASK_FINISHED")
+    master.wait_for_state("direct", "TASK_FINISHED")
     directory = agent_tasks(agent.url())["direct"]["directory"]
     output = read_sandbox_file(agent.url(), directory, "stdout")
     assert "GREETING=hi there\n" in output
@@ -68,7 +56,7 @@ def test_shell_false_runs_the_executable_with_arguments_and_environment(launcher
 def test_exit_code_is_in_the_failed_message(launcher, home, master):
     start_agent(launcher, home, master)
     master.run_task("three", {"value": "exit 3"})
-    failed = wait_for_state(master, "three", "TASK_FAILED")
+    failed = master.wait_for_state("three", "TASK_FAILED")
     assert "status 3" in failed["status"]["message"]
     assert master.states("three")[-1] == "TASK_FAILED"
 
@@ -77,14 +65,14 @@ def test_kill_stops_a_task_that_ignores_sigterm_after_the_grace_period(launcher,
     start_agent(launcher, home, master)
     master.run_task("polite", {"value": "sleep 600"})
     master.run_task("stubborn", {"value": "trap '' TERM; sleep 600"})
-    wait_for_state(master, "polite", "TASK_RUNNING")
-    wait_for_state(master, "stubborn", "TASK_RUNNING")
+    master.wait_for_state("polite", "TASK_RUNNING")
+    master.wait_for_state("stubborn", "TASK_RUNNING")
     asked = time.monotonic()
     master.kill_task("polite", grace_seconds=10)
     master.kill_task("stubborn", grace_seconds=1.5)
-    polite = wait_for_state(master, "polite", "TASK_KILLED", timeout=10)
+    polite = master.wait_for_state("polite", "TASK_KILLED", timeout=10)
     polite_after = time.monotonic() - asked
-    wait_for_state(master, "stubborn", "TASK_KILLED", timeout=15)
+    master.wait_for_state("stubborn", "TASK_KILLED", timeout=15)
     stubborn_after = time.monotonic() - asked
     assert "SIGTERM" in polite["status"]["message"]
     assert polite_after < 5, "a task that obeys SIGTERM must not wait for the grace period"
@@ -101,9 +89,9 @@ def test_unacknowledged_updates_are_resent_in_order(launcher, home, master):
     first = master.updates("quick")
     assert len({u["status"]["uuid"] for u in first}) == 1
     master.acknowledge(first[0])
-    running = wait_for_state(master, "quick", "TASK_RUNNING")
+    running = master.wait_for_state("quick", "TASK_RUNNING")
     master.acknowledge(running)
-    finished = wait_for_state(master, "quick", "TASK_FINISHED")
+    finished = master.wait_for_state("quick", "TASK_FINISHED")
     master.acknowledge(finished)
     sent_states = [s for i, s in enumerate(master.states("quick")) if i == 0 or s != master.states("quick")[i - 1]]
     assert sent_states == ["TASK_STARTING", "TASK_RUNNING", "TASK_FINISHED"]
@@ -122,7 +110,7 @@ def test_cpu_and_memory_limits_cover_the_task_and_its_executor(launcher, home, m
          "/sys/fs/cgroup/cpu/mesos/$MESOS_CONTAINER_ID/cpu.shares"},
         resources="cpus:0.5;mem:64",
     )  # fmt: skip
-    wait_for_state(master, "limited", "TASK_FINISHED")
+    master.wait_for_state("limited", "TASK_FINISHED")
     output = read_sandbox_file(agent.url(), agent_tasks(agent.url())["limited"]["directory"], "stdout").splitlines()
     # The task's own 0.5 cpus and 64 MB plus the executor's allowance (0.1 cpus, 32 MB), as Mesos sizes them.
     assert str((64 + 32) * 1024 * 1024) in output
@@ -138,7 +126,7 @@ def test_memory_hog_fails_with_the_memory_limitation_reason(launcher, home, mast
     start_agent(launcher, home, master)
     master.run_task("hog", {"value": "python3 -c 'x = bytearray(200 * 2**20); import time; time.sleep(5)'"},
                     resources="cpus:0.1;mem:40")  # fmt: skip
-    failed = wait_for_state(master, "hog", "TASK_FAILED")
+    failed = master.wait_for_state("hog", "TASK_FAILED")
     assert failed["status"]["reason"] == "REASON_CONTAINER_LIMITATION_MEMORY"
     assert "Memory limit exceeded" in failed["status"]["message"]
 
@@ -149,8 +137,8 @@ def test_docker_tasks_fail_clearly_when_dockerd_is_absent(launcher, home, master
     master.run_task("web", {"value": "nginx"}, container={"type": "DOCKER", "docker": {"image": "nginx"}})
     master.run_task("plain", {"value": "true"})
     # No socket file is no dockerd: the task fails at once, not after the wait for a restarting dockerd (60 s).
-    failed = wait_for_state(master, "web", "TASK_FAILED", timeout=15)["status"]
+    failed = master.wait_for_state("web", "TASK_FAILED", timeout=15)["status"]
     assert failed["reason"] == "REASON_CONTAINER_LAUNCH_FAILED"
     assert f"dockerd is not running: its socket {socket_path} does not exist" in failed["message"]
     assert master.states("web") == ["TASK_STARTING", "TASK_FAILED"]
-    wait_for_state(master, "plain", "TASK_FINISHED")
+    master.wait_for_state("plain", "TASK_FINISHED")

@@ -21,7 +21,8 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ZOOKEEPER_CLASSPATH, four_letter_word, free_port, stop_process
+from harness.processes import free_port, stop_process
+from harness.zookeeper import ZOOKEEPER_CLASSPATH, four_letter_word
 
 ENSEMBLE_SIZE = 3
 TICK_MILLISECONDS = 500

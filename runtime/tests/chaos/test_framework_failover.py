@@ -27,7 +27,9 @@ from pathlib import Path
 
 import pytest
 
-from conftest import MesoliteProcess, ProcessLauncher, free_port, wait_for
+from harness.http import http
+from harness.processes import MesoliteProcess, ProcessLauncher, free_port
+from harness.waiting import wait_for
 from mesolite.resources import parse_resources
 from mesolite.scheduler.client import SchedulerClient
 
@@ -35,23 +37,6 @@ pytestmark = pytest.mark.integration
 
 SLEEP = "sleep 600"
 MARATHON_FAST_FAILOVER = "--zk_session_timeout=3000"
-
-
-def http(method: str, url: str, body=None, timeout: float = 15) -> tuple[int, object]:
-    """(status, parsed JSON or text) of one request; never raises for HTTP errors."""
-    data = json.dumps(body).encode() if body is not None else None
-    request = urllib.request.Request(url, data=data, method=method, headers={"Content-Type": "application/json"})
-    try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:
-            status, text = response.status, response.read().decode()
-    except urllib.error.HTTPError as error:
-        status, text = error.code, error.read().decode()
-    except OSError as error:
-        return 0, str(error)
-    try:
-        return status, json.loads(text) if text else None
-    except ValueError:
-        return status, text
 
 
 @dataclass
@@ -106,7 +91,7 @@ class Cluster:
         def find() -> MesoliteProcess | None:
             for master in self.masters:
                 if master.process.poll() is None:
-                    status, metrics = http("GET", master.url("/metrics/snapshot"), timeout=2)
+                    status, _, metrics = http("GET", master.url("/metrics/snapshot"), timeout=2)
                     if status == 200 and metrics.get("master/elected") == 1.0:
                         return master
             return None
@@ -114,7 +99,7 @@ class Cluster:
         return wait_for(find, timeout, interval=0.2, what="an elected master")
 
     def framework(self, master: MesoliteProcess, framework_id: str) -> dict | None:
-        status, body = http("GET", master.url("/master/frameworks"), timeout=5)
+        status, _, body = http("GET", master.url("/master/frameworks"), timeout=5)
         if status != 200:
             return None
         return next((f for f in body["frameworks"] if f["id"] == framework_id), None)
@@ -123,7 +108,7 @@ class Cluster:
         """Marathon's framework id, once the leading master reports that framework active."""
 
         def active() -> str | None:
-            status, info = http("GET", marathon.url("/v2/info"), timeout=5)
+            status, _, info = http("GET", marathon.url("/v2/info"), timeout=5)
             framework_id = info.get("frameworkId") if status == 200 else None
             if not framework_id:
                 return None
@@ -143,12 +128,12 @@ def cluster(zookeeper, launcher, tmp_path):
 
 
 def running_tasks(marathon: MesoliteProcess, app_id: str) -> list[dict]:
-    status, body = http("GET", marathon.url(f"/v2/apps{app_id}/tasks"), timeout=5)
+    status, _, body = http("GET", marathon.url(f"/v2/apps{app_id}/tasks"), timeout=5)
     return [t for t in body["tasks"] if t["state"] == "TASK_RUNNING"] if status == 200 else []
 
 
 def deployments(marathon: MesoliteProcess) -> list | None:
-    status, body = http("GET", marathon.url("/v2/deployments"), timeout=5)
+    status, _, body = http("GET", marathon.url("/v2/deployments"), timeout=5)
     return body if status == 200 else None
 
 
@@ -175,7 +160,7 @@ def test_marathon_follows_a_new_leading_master_and_launches_apps(cluster, fault)
     new_leader = cluster.leading_master()
     assert new_leader is not old_leader
 
-    status, body = http("POST", marathon.url("/v2/apps"), app("/after"))
+    status, _, body = http("POST", marathon.url("/v2/apps"), app("/after"))
     assert status == 201, body
     wait_for(lambda: running_tasks(marathon, "/after"), 60, what="an app posted after the failover running")
     framework = cluster.framework(new_leader, framework_id)
@@ -265,16 +250,16 @@ def test_deleting_a_group_of_running_apps_finishes_its_deployment(cluster):
     cluster.start_agent()
     marathon = cluster.start_marathon()
     group = {"id": "/grp", "apps": [app(f"/grp/app-{n}", instances=2) for n in range(3)]}
-    status, body = http("POST", marathon.url("/v2/groups"), group)
+    status, _, body = http("POST", marathon.url("/v2/groups"), group)
     assert status == 201, body
     for n in range(3):
         wait_for(lambda n=n: len(running_tasks(marathon, f"/grp/app-{n}")) == 2, 60, what=f"app-{n} running")
     wait_for(lambda: deployments(marathon) == [], 30, what="the group's deployment")
 
-    status, body = http("DELETE", marathon.url("/v2/groups/grp"))
+    status, _, body = http("DELETE", marathon.url("/v2/groups/grp"))
     assert status == 200, body
     wait_for(lambda: deployments(marathon) == [], 60, what="the deletion's deployment to finish")
-    status, apps = http("GET", marathon.url("/v2/apps"))
+    status, _, apps = http("GET", marathon.url("/v2/apps"))
     assert status == 200 and apps["apps"] == []
 
 
@@ -282,7 +267,7 @@ def test_deleting_a_group_of_running_apps_finishes_its_deployment(cluster):
 
 
 def kill_calls(master: MesoliteProcess) -> float:
-    status, metrics = http("GET", master.url("/metrics/snapshot"), timeout=5)
+    status, _, metrics = http("GET", master.url("/metrics/snapshot"), timeout=5)
     assert status == 200
     return metrics.get("master/messages_kill_task", 0.0)
 
@@ -298,7 +283,7 @@ def test_an_unreachable_agent_with_marathon_tasks_starts_no_kill_loop(cluster):
     agent.process.send_signal(signal.SIGSTOP)  # frozen: misses its pings, the master marks it unreachable
 
     def unreachable() -> bool:
-        status, metrics = http("GET", master.url("/metrics/snapshot"), timeout=5)
+        status, _, metrics = http("GET", master.url("/metrics/snapshot"), timeout=5)
         return status == 200 and metrics.get("master/slaves_unreachable", 0) >= 1
 
     wait_for(unreachable, 30, what="the agent marked unreachable")
@@ -368,7 +353,7 @@ async def test_an_unacknowledged_starting_does_not_hide_a_running_task(cluster):
         await until(lambda: unacknowledged, 60, "TASK_STARTING")
 
         def master_state() -> str | None:
-            status, body = http("GET", master.url("/master/tasks"), timeout=5)
+            status, _, body = http("GET", master.url("/master/tasks"), timeout=5)
             states = [t["state"] for t in body.get("tasks", []) if t["id"] == task_id] if status == 200 else []
             return states[0] if states else None
 
@@ -389,7 +374,7 @@ async def test_an_unacknowledged_starting_does_not_hide_a_running_task(cluster):
 
 
 def master_task(master: MesoliteProcess, prefix: str) -> dict | None:
-    status, body = http("GET", master.url("/master/tasks"), timeout=5)
+    status, _, body = http("GET", master.url("/master/tasks"), timeout=5)
     tasks = [t for t in body.get("tasks", []) if t["id"].startswith(prefix)] if status == 200 else []
     return tasks[0] if tasks else None
 
@@ -415,7 +400,7 @@ def test_after_a_marathon_failover_an_unacknowledged_starting_task_shows_running
 
     # The standby leads once the frozen instance's ZooKeeper session expires, and subscribes as the framework.
     def second_leads() -> bool:
-        status, info = http("GET", second.url("/v2/info"), timeout=5)
+        status, _, info = http("GET", second.url("/v2/info"), timeout=5)
         framework = cluster.framework(master, framework_id)
         return status == 200 and info.get("elected") and framework is not None and framework["active"]
 

@@ -7,11 +7,9 @@ is short; every wait is bounded generously, nothing is timed for performance.
 
 from __future__ import annotations
 
-import json
+import functools
 import threading
 import time
-import urllib.error
-import urllib.request
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,7 +17,9 @@ from pathlib import Path
 import pytest
 from kazoo.client import KazooClient
 
-from conftest import MesoliteProcess, ProcessLauncher, free_port, wait_for
+from harness.http import http as http_request
+from harness.processes import MesoliteProcess, ProcessLauncher, free_port
+from harness.waiting import wait_for
 from mesolite.zookeeper.url import parse_zookeeper_url
 
 pytestmark = pytest.mark.integration
@@ -29,28 +29,8 @@ MASTER_SESSION_TIMEOUT = 4.0
 
 # --- the cluster under test -------------------------------------------------------------------------------
 
-
-def http(method: str, url: str, body: object = None, timeout: float = 5) -> tuple[int, dict, object]:
-    """(status, headers, JSON or text) of one request, redirects not followed; status 0 when nothing answered."""
-    data = json.dumps(body).encode() if body is not None else None
-    request = urllib.request.Request(url, data=data, method=method, headers={"Content-Type": "application/json"})
-    opener = urllib.request.build_opener(NoRedirect)
-    try:
-        with opener.open(request, timeout=timeout) as response:
-            status, headers, text = response.status, dict(response.headers), response.read().decode()
-    except urllib.error.HTTPError as error:
-        status, headers, text = error.code, dict(error.headers), error.read().decode(errors="replace")
-    except OSError as error:
-        return 0, {}, str(error)
-    try:
-        return status, headers, json.loads(text) if text else None
-    except ValueError:
-        return status, headers, text
-
-
-class NoRedirect(urllib.request.HTTPRedirectHandler):
-    def redirect_request(self, *args, **kwargs):  # a 307 is an answer to look at, not to follow
-        return None
+# Redirects are answers to look at here (which master redirects where), not to follow.
+http = functools.partial(http_request, timeout=5, follow_redirects=False)
 
 
 def start_master(launcher: ProcessLauncher, zk_url: str, port: int | None = None) -> MesoliteProcess:

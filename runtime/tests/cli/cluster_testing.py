@@ -9,7 +9,9 @@ from dataclasses import dataclass
 
 import pytest
 
-from conftest import ProcessLauncher, ZooKeeperServer, free_port, wait_for
+from harness.processes import ProcessLauncher, free_port
+from harness.waiting import wait_for
+from harness.zookeeper import ZooKeeperServer
 
 SERVICES_PRESENT = all(
     importlib.util.find_spec(name) is not None for name in ("mesolite.master.service", "mesolite.agent.service")

@@ -11,16 +11,17 @@ thread, so the callbacks below only record what they see and the test asserts fr
 from __future__ import annotations
 
 import getpass
-import json
 import threading
-import urllib.request
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import pytest
 
-from conftest import MesoliteProcess, ProcessLauncher, ZooKeeperServer, free_port, wait_for
+from harness.http import get_json
+from harness.processes import MesoliteProcess, ProcessLauncher, free_port
+from harness.waiting import wait_for
+from harness.zookeeper import ZooKeeperServer
 
 pytestmark = [
     pytest.mark.integration,
@@ -35,11 +36,6 @@ TASK_RESOURCES = [
 # task id -> shell command
 COMMANDS = {"quick": "echo hello from pymesos", "failing": "exit 3", "sleeper": "sleep 600"}
 TIMEOUT = 60  # generous: the machine may be loaded; a healthy run takes a few seconds per step
-
-
-def get_json(url: str) -> dict:
-    with urllib.request.urlopen(url, timeout=5) as response:
-        return json.load(response)
 
 
 @dataclass

@@ -14,6 +14,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import threading
 import time
 import uuid
@@ -24,7 +25,7 @@ import docker
 import docker.errors
 import pytest
 
-from conftest import free_port
+from harness.processes import free_port
 from mesolite.agent.containerizers.base import AgentOptions, ExecutorRun
 
 DOCKER_SOCKET = "/var/run/docker.sock"
@@ -385,3 +386,18 @@ def private_dockerd(docker_api, rootfs_image, tmp_path_factory) -> Iterator[Priv
     finally:
         daemon.remove()
     assert docker0_index() == bridge_before, "the private dockerd touched the machine's docker0"
+
+
+def start_executor(run, log_path) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-m", "mesolite.cli", "executor", "--run-dir", str(run.run_dir), "--foreground"],
+        stdout=log_path.open("ab"),
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+
+
+def stdout_of(run) -> str:
+    path = run.sandbox / "stdout"
+    return path.read_text() if path.exists() else ""

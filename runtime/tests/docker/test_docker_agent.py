@@ -19,7 +19,7 @@ import pytest
 
 # The agent engineer's helpers: an agent process in a private work dir, and the fake master.
 from agent_fake_master import FakeMaster, master  # noqa: F401 - a fixture
-from agent_testing import AgentHome, agent_tasks, get_json, home, read_sandbox_file  # noqa: F401 - a fixture
+from agent_testing import AgentHome, agent_tasks, home, read_sandbox_file  # noqa: F401 - a fixture
 from docker_testing import (  # noqa: F401 - fixtures
     DOCKER_INTEGRATION,
     TEST_LABEL,
@@ -31,7 +31,8 @@ from docker_testing import (  # noqa: F401 - fixtures
     rootfs_image,
 )
 
-from conftest import wait_for
+from harness.http import get_json
+from harness.waiting import wait_for
 from mesolite.agent import processes
 from mesolite.agent.containerizers.docker.spec import LABEL_TASK_ID, LABEL_WORK_DIR
 
@@ -45,13 +46,6 @@ def start_agent(launcher, home: AgentHome, master: FakeMaster, *extra: str):
     agent = launcher.start("agent", *arguments, port=home.port)
     wait_for(lambda: get_json(agent.url("/metrics/snapshot"))["slave/registered"] == 1.0, 20, what="registration")
     return agent
-
-
-def wait_for_state(master: FakeMaster, task_id: str, state: str, timeout: float = 30) -> dict:
-    def reached():
-        return next((u for u in master.updates(task_id) if u["status"]["state"] == state), None)
-
-    return wait_for(reached, timeout, what=f"{task_id} to be {state} (so far {master.states(task_id)})")
 
 
 def run_docker_task(master: FakeMaster, task_id: str, docker_info: dict, command: dict, resources: str) -> None:
@@ -94,7 +88,7 @@ def test_bridge_nginx_through_the_agent(launcher, home, master, nginx_image, doc
         {"shell": False},
         f"cpus:0.1;mem:64;ports:[{host_port}-{host_port}]",
     )
-    running = wait_for_state(master, "web", "TASK_RUNNING")
+    running = master.wait_for_state("web", "TASK_RUNNING", timeout=30)
     assert master.states("web") == ["TASK_STARTING", "TASK_RUNNING"]
     network = running["status"]["container_status"]["network_infos"][0]
     assert network["port_mappings"] == [{"host_port": host_port, "container_port": 80, "protocol": "tcp"}]
@@ -120,7 +114,7 @@ def test_bridge_nginx_through_the_agent(launcher, home, master, nginx_image, doc
     )
 
     master.kill_task("web", grace_seconds=3)
-    wait_for_state(master, "web", "TASK_KILLED", timeout=3 + 10)
+    master.wait_for_state("web", "TASK_KILLED", timeout=3 + 10)
 
 
 def test_refused_and_failed_docker_tasks(launcher, home, master, rootfs_image):
@@ -137,16 +131,16 @@ def test_refused_and_failed_docker_tasks(launcher, home, master, rootfs_image):
         {"value": "sleep 60"},
         f"cpus:0.1;mem:64;ports:[{host_port}-{host_port}]",
     )
-    error = wait_for_state(master, "outside", "TASK_ERROR")["status"]
+    error = master.wait_for_state("outside", "TASK_ERROR", timeout=30)["status"]
     assert f"host_port {host_port + 1} is not in the task's ports resource" in error["message"]
 
     run_docker_task(master, "privileged", {"image": rootfs_image, "privileged": True}, {"value": "true"}, "cpus:0.1")
-    error = wait_for_state(master, "privileged", "TASK_ERROR")["status"]
+    error = master.wait_for_state("privileged", "TASK_ERROR", timeout=30)["status"]
     assert "privileged is not allowed" in error["message"]
 
     missing = f"mesolite-test/missing-{uuid.uuid4().hex[:8]}:1"
     run_docker_task(master, "missing", {"image": missing}, {"value": "true"}, "cpus:0.1;mem:32")
-    failed = wait_for_state(master, "missing", "TASK_FAILED")["status"]
+    failed = master.wait_for_state("missing", "TASK_FAILED", timeout=30)["status"]
     assert f"Image '{missing}'" in failed["message"]
     assert "TASK_RUNNING" not in master.states("missing")
 
@@ -164,7 +158,7 @@ def test_agent_sigkill_and_restart_with_three_containers_and_two_command_tasks(
     for name in ("command-a", "command-b"):
         master.run_task(name, {"value": "exec sleep 600"})
     for name in (*containers, "command-a", "command-b"):
-        wait_for_state(master, name, "TASK_RUNNING")
+        master.wait_for_state(name, "TASK_RUNNING", timeout=30)
     started = {name: container_of(docker_api, name)["State"]["StartedAt"] for name in containers}
     sent_before = len(master.updates())
 
@@ -186,7 +180,7 @@ def test_agent_sigkill_and_restart_with_three_containers_and_two_command_tasks(
 
     # The restarted agent still controls its containers.
     master.kill_task("docker-b", grace_seconds=1)
-    wait_for_state(master, "docker-b", "TASK_KILLED")
+    master.wait_for_state("docker-b", "TASK_KILLED", timeout=30)
     assert docker_api.containers(all=True, filters={"label": f"{LABEL_TASK_ID}=docker-b"}) == []
 
 
@@ -215,7 +209,7 @@ def test_a_dead_executor_is_replaced_and_its_running_container_kept(launcher, ho
     agent = start_agent(launcher, home, master)
     command = "i=0; while true; do i=$((i+1)); echo line $i; sleep 0.1; done"
     run_docker_task(master, "steady", {"image": rootfs_image}, {"value": command}, "cpus:0.1;mem:32")
-    wait_for_state(master, "steady", "TASK_RUNNING")
+    master.wait_for_state("steady", "TASK_RUNNING", timeout=30)
     started_at = container_of(docker_api, "steady")["State"]["StartedAt"]
     directory = agent_tasks(agent.url())["steady"]["directory"]
     wait_for(lambda: "line 3\n" in read_sandbox_file(agent.url(), directory, "stdout"), 10, what="the first lines")
@@ -241,7 +235,7 @@ def test_a_dead_executor_is_replaced_and_its_running_container_kept(launcher, ho
 
     # The new executor controls the container.
     master.kill_task("steady", grace_seconds=1)
-    wait_for_state(master, "steady", "TASK_KILLED")
+    master.wait_for_state("steady", "TASK_KILLED", timeout=30)
     assert docker_api.containers(all=True, filters={"label": f"{LABEL_TASK_ID}=steady"}) == []
     lines = read_sandbox_file(agent.url(), directory, "stdout").splitlines()
     assert lines == [f"line {i}" for i in range(1, len(lines) + 1)], "a line was lost or copied twice"

@@ -24,7 +24,7 @@ from docker_testing import (  # noqa: F401 - fixtures
     rootfs_image,
 )
 
-from conftest import free_port
+from harness.processes import free_port
 from mesolite.agent.containerizers.docker.spec import LABEL_TASK_ID
 
 pytestmark = DOCKER_INTEGRATION

@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
-import sys
 
 from docker_testing import (  # noqa: F401 - fixtures
     COUNTING_COMMAND,
@@ -19,26 +17,13 @@ from docker_testing import (  # noqa: F401 - fixtures
     events,
     make_run,
     rootfs_image,
+    start_executor,
+    stdout_of,
 )
 
-from conftest import wait_for
+from harness.waiting import wait_for
 
 pytestmark = DOCKER_INTEGRATION
-
-
-def start_executor(run, log_path) -> subprocess.Popen:
-    return subprocess.Popen(
-        [sys.executable, "-m", "mesolite.cli", "executor", "--run-dir", str(run.run_dir), "--foreground"],
-        stdout=log_path.open("ab"),
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
-    )
-
-
-def stdout_of(run) -> str:
-    path = run.sandbox / "stdout"
-    return path.read_text() if path.exists() else ""
 
 
 def test_an_executor_that_dies_is_replaced_without_restarting_the_container_or_repeating_output(tmp_path, rootfs_image):

@@ -20,10 +20,11 @@ from docker_testing import (  # noqa: F401 - fixtures
     make_run,
     nginx_image,
     rootfs_image,
+    start_executor,
+    stdout_of,
 )
-from test_docker_executor import start_executor, stdout_of
 
-from conftest import wait_for
+from harness.waiting import wait_for
 
 pytestmark = DOCKER_INTEGRATION
 

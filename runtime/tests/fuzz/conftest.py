@@ -14,7 +14,7 @@ from collections.abc import Iterator
 import pytest
 from hypothesis import HealthCheck, Phase, settings
 
-from conftest import ProcessLauncher
+from harness.processes import ProcessLauncher
 
 COMMON = {
     "deadline": None,  # real processes over HTTP: an example's time says nothing about a bug

@@ -25,7 +25,9 @@ from hypothesis import strategies as st
 from marathon_testing import start_marathon
 from master_helpers import start_master
 
-from conftest import MesoliteProcess, ProcessLauncher, ZooKeeperServer, wait_for
+from harness.processes import MesoliteProcess, ProcessLauncher
+from harness.waiting import wait_for
+from harness.zookeeper import ZooKeeperServer
 
 from .conftest import examples
 from .fuzz_testing import (

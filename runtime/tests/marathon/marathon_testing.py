@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from conftest import ZooKeeperServer
+from harness.zookeeper import ZooKeeperServer
 from mesolite.marathon.marathon import Marathon, MarathonSettings
 from mesolite.marathon.scheduler import MesosScheduler
 from mesolite.marathon.storage import MarathonStorage
@@ -121,14 +121,11 @@ def status(task_id: str, state: str, agent: str = "agent-host-a", **extra) -> di
 
 import collections  # noqa: E402
 import collections.abc  # noqa: E402
-import json  # noqa: E402
-import urllib.error  # noqa: E402
-import urllib.request  # noqa: E402
 
 # marathon-python 0.13 still uses the alias removed in Python 3.10.
 collections.Iterable = collections.abc.Iterable  # type: ignore[attr-defined]
 
-from conftest import free_port  # noqa: E402
+from harness.processes import free_port  # noqa: E402
 
 
 def start_marathon(launcher, master: str, zk: str, *extra: str, name: str = "marathon"):
@@ -137,21 +134,3 @@ def start_marathon(launcher, master: str, zk: str, *extra: str, name: str = "mar
         name, "marathon", f"--master={master}", f"--zk={zk}", f"--http_port={port}", "--hostname=127.0.0.1",
         "--http_address=127.0.0.1", *extra, port=port, health_path="/v2/apps",
     )  # fmt: skip
-
-
-def http(method: str, url: str, body=None, headers: dict | None = None, raw: bytes | None = None):
-    """(status, headers, parsed JSON or text) of one request; never raises for HTTP errors."""
-    data = raw if raw is not None else (json.dumps(body).encode() if body is not None else None)
-    request = urllib.request.Request(url, data=data, method=method)
-    request.add_header("Content-Type", "application/json")
-    for key, value in (headers or {}).items():
-        request.add_header(key, value)
-    try:
-        with urllib.request.urlopen(request, timeout=15) as response:
-            status, response_headers, text = response.status, dict(response.headers), response.read().decode()
-    except urllib.error.HTTPError as error:
-        status, response_headers, text = error.code, dict(error.headers), error.read().decode()
-    try:
-        return status, response_headers, json.loads(text) if text else None
-    except ValueError:
-        return status, response_headers, text

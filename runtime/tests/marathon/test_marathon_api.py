@@ -5,11 +5,13 @@ from __future__ import annotations
 import threading
 
 import pytest
-from marathon_testing import http, start_marathon
-from test_marathon_app_definition import INVALID_DEFINITIONS, REFERENCE_NGINX
+from app_definitions import INVALID_DEFINITIONS, REFERENCE_NGINX
+from marathon_testing import start_marathon
 
 import marathon as marathon_python
-from conftest import free_port, wait_for
+from harness.http import http
+from harness.processes import free_port
+from harness.waiting import wait_for
 
 pytestmark = pytest.mark.integration
 

@@ -9,9 +9,9 @@ import subprocess
 import urllib.request
 
 import pytest
-from test_marathon_end_to_end import Cluster, cluster  # noqa: F401 - fixture
+from marathon_cluster import Cluster
 
-from conftest import wait_for
+from harness.waiting import wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.docker]
 
@@ -58,7 +58,7 @@ def serves_nginx(port: int) -> bool:
 
 
 @pytest.mark.skipif(not nginx_image_present(), reason="needs dockerd and the local nginx image (images/nginx)")
-def test_reference_nginx_json_runs_a_docker_container(cluster: Cluster):  # noqa: F811
+def test_reference_nginx_json_runs_a_docker_container(cluster: Cluster):
     # The docker containerizer first, as /etc/mesos-slave/containerizers says on the reference cluster.
     docker_agent = cluster.start_agent("127.0.0.1", extra=("--containerizers=docker,mesos",), port_base=31000)
     service = cluster.start_marathon()

@@ -14,10 +14,10 @@ import time
 import urllib.request
 
 import pytest
-from marathon_testing import http
-from test_marathon_end_to_end import SERVE, Cluster, cluster  # noqa: F401 - fixture
+from marathon_cluster import SERVE
 
-from conftest import wait_for
+from harness.http import http
+from harness.waiting import wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -71,7 +71,7 @@ def leader_of(marathons) -> object:
     return wait_for(find, 40, what="an elected Marathon")
 
 
-def test_non_leader_proxies_and_redirects_events(cluster):  # noqa: F811
+def test_non_leader_proxies_and_redirects_events(cluster):
     cluster.start_agent("127.0.0.1")
     first = cluster.start_marathon(*FAST_FAILOVER)
     second = cluster.start_marathon(*FAST_FAILOVER)
@@ -106,7 +106,7 @@ def test_non_leader_proxies_and_redirects_events(cluster):  # noqa: F811
     wait_for(lambda: http("GET", second.url("/v2/apps/proxied"))[0] == 200, 30, what="the app on the new leader")
 
 
-def test_killing_both_leaders_during_a_rolling_upgrade(cluster):  # noqa: F811
+def test_killing_both_leaders_during_a_rolling_upgrade(cluster):
     standby_master = cluster.start_master()
     agent = cluster.start_agent("127.0.0.1", resources="cpus:4;mem:4096;disk:4096")
     first = cluster.start_marathon(*FAST_FAILOVER)

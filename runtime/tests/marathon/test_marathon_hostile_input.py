@@ -13,10 +13,12 @@ from http.client import HTTPConnection, HTTPException
 from typing import Any
 
 import pytest
-from marathon_testing import http, start_marathon
+from marathon_testing import start_marathon
 
 import marathon as marathon_python
-from conftest import free_port, wait_for
+from harness.http import http
+from harness.processes import free_port
+from harness.waiting import wait_for
 from mesolite.marathon.app_definition import (
     INT32_MAX,
     MAX_ENV_VARIABLES,

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 import aiohttp
 
-from conftest import MesoliteProcess, ProcessLauncher, free_port
+from harness.processes import MesoliteProcess, ProcessLauncher, free_port
 from mesolite.protocol.recordio import read_records
 
 

@@ -12,7 +12,7 @@ import aiohttp
 import pytest
 from master_helpers import Scheduler, command_task, start_master
 
-from conftest import free_port
+from harness.processes import free_port
 from mesolite.master.http import with_agent_ip
 from mesolite.master.master import CallError
 

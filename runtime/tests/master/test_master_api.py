@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 
-import aiohttp
 import pytest
 from master_helpers import FakeAgent, Scheduler, command_task, get_json, launch_on_agent, start_master
 
@@ -24,24 +23,6 @@ def master(launcher):
         "--agent_ping_timeout=500ms",
         "--max_agent_ping_timeouts=3",
     )
-
-
-@pytest.fixture
-async def http():
-    async with aiohttp.ClientSession() as session:
-        yield session
-
-
-@pytest.fixture
-async def cluster(master, http):
-    """A master with one fake agent and one subscribed framework holding the agent's first offer."""
-    agent = FakeAgent(http, master.url())
-    await agent.subscribe()
-    scheduler = Scheduler(http, master.url())
-    await scheduler.subscribe()
-    yield master, agent, scheduler
-    await scheduler.close()
-    await agent.disconnect()
 
 
 async def test_subscribe_streams_recordio_with_stream_id_and_heartbeats(master, http):

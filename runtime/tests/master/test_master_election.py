@@ -11,12 +11,11 @@ import json
 import signal
 import time
 
-import aiohttp
 import pytest
 from kazoo.client import KazooClient
 from master_helpers import FakeAgent, Scheduler, command_task, elected, get_json, start_contending_master
 
-from conftest import wait_for
+from harness.waiting import wait_for
 from mesolite.zookeeper.url import parse_zookeeper_url
 
 pytestmark = pytest.mark.integration
@@ -31,12 +30,6 @@ def leader_of(masters) -> object:
         return leaders[0] if len(leaders) == 1 else None
 
     return wait_for(exactly_one, timeout=30, what="exactly one elected master")
-
-
-@pytest.fixture
-async def http():
-    async with aiohttp.ClientSession() as session:
-        yield session
 
 
 async def test_election_redirects_and_failover(zookeeper, launcher, http):

@@ -8,26 +8,21 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import signal
 import time
-import urllib.request
 import uuid
 
 import pytest
 from master_helpers import elected, start_contending_master
 
-from conftest import free_port, wait_for
+from harness.http import get_json
+from harness.processes import free_port
+from harness.waiting import wait_for
 from mesolite.agent import processes
 from mesolite.resources import parse_resources
 from mesolite.scheduler.client import SchedulerCallError, SchedulerClient
 
 pytestmark = pytest.mark.integration
-
-
-def get_json(url: str) -> dict:
-    with urllib.request.urlopen(url, timeout=5) as response:
-        return json.load(response)
 
 
 class Framework:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import aiohttp
 import pytest
-from master_helpers import FakeAgent, Scheduler, command_task, get_json, start_master
+from master_helpers import Scheduler, command_task, get_json, start_master
 
 pytestmark = pytest.mark.integration
 
@@ -16,24 +16,6 @@ pytestmark = pytest.mark.integration
 @pytest.fixture
 def master(launcher):
     return start_master(launcher, "--allocation_interval=100ms", "--framework_heartbeat_interval=1secs")
-
-
-@pytest.fixture
-async def http():
-    async with aiohttp.ClientSession() as session:
-        yield session
-
-
-@pytest.fixture
-async def cluster(master, http):
-    """A master with one fake agent and one subscribed framework."""
-    agent = FakeAgent(http, master.url())
-    await agent.subscribe()
-    scheduler = Scheduler(http, master.url())
-    await scheduler.subscribe()
-    yield master, agent, scheduler
-    await scheduler.close()
-    await agent.disconnect()
 
 
 async def post(http: aiohttp.ClientSession, url: str, body: bytes, headers: dict | None = None) -> tuple[int, str]:

@@ -9,7 +9,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.serialization import pkcs12
 from cryptography.x509 import load_pem_x509_certificate
 
-from conftest import free_port
+from harness.processes import free_port
 from mesolite.http_server import start_http_server
 from mesolite.security.tls import TlsError, TlsSettings, load_pkcs12_chain
 

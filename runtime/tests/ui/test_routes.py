@@ -10,6 +10,7 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
+from harness.processes import free_port
 from mesolite.ui import add_marathon_ui, add_master_ui
 from mesolite.ui.routes import MAX_READ_LENGTH, find_sandbox_directory
 
@@ -156,8 +157,6 @@ async def test_unknown_agent_is_a_404(master):
 
 
 async def test_unreachable_agent_is_a_502_that_names_it():
-    from conftest import free_port
-
     address = f"127.0.0.1:{free_port()}"
     app = web.Application()
 

@@ -13,17 +13,17 @@ from __future__ import annotations
 
 import contextlib
 import importlib.util
-import json
 import os
 import signal
-import urllib.request
 import uuid
 from pathlib import Path
 
 import pytest
 from playwright.sync_api import expect
 
-from conftest import free_port, wait_for
+from harness.http import get_json
+from harness.processes import free_port
+from harness.waiting import wait_for
 
 from .ui_testing import save_screenshot
 
@@ -37,11 +37,6 @@ pytestmark = [
 ]
 
 COMMAND = "echo serving on $PORT0; exec python3 -m http.server --bind 127.0.0.1 $PORT0"
-
-
-def get_json(url: str):
-    with urllib.request.urlopen(url, timeout=10) as response:
-        return json.load(response)
 
 
 @pytest.fixture

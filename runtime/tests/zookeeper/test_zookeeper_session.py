@@ -6,9 +6,10 @@ import asyncio
 import time
 
 import pytest
-from zookeeper_testing import TEST_SESSION_TIMEOUT, eventually, expire_session, session, zk_url  # noqa: F401 - fixtures
+from zookeeper_testing import TEST_SESSION_TIMEOUT, expire_session, session, zk_url  # noqa: F401 - fixtures
 
-from conftest import free_port
+from harness.processes import free_port
+from harness.waiting import eventually
 from mesolite.zookeeper.session import SessionState, ZooKeeperSession
 
 pytestmark = pytest.mark.integration

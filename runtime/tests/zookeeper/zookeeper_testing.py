@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import os
 import signal
-import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 
 import pytest
 from kazoo.client import KazooClient
 
-from conftest import ZooKeeperServer, start_zookeeper, stop_process
+from harness.processes import stop_process
+from harness.zookeeper import ZooKeeperServer, start_zookeeper
 from mesolite.zookeeper.session import ZooKeeperSession
 
 # Short sessions make suspension and expiry quick; the test server allows 1-30 s.
@@ -63,14 +62,3 @@ def expire_session(session: ZooKeeperSession) -> None:
     intruder.start(10)
     intruder.stop()
     intruder.close()
-
-
-async def eventually(predicate: Callable[[], object], within: float = 15.0, what: str = "condition") -> object:
-    """Await until `predicate()` is truthy, keeping the event loop running."""
-    deadline = time.monotonic() + within
-    while time.monotonic() < deadline:
-        result = predicate()
-        if result:
-            return result
-        await asyncio.sleep(0.05)
-    pytest.fail(f"timed out after {within:g}s waiting for {what}")
