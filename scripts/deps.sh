@@ -12,6 +12,8 @@ packages=(
   zookeeper                          # the runtime's integration tests run a real ZooKeeper
   vagrant                            # `make test` checks the Vagrantfile with the docker provider
   chromium                           # headless browser for the web UI tests (Playwright)
+  haproxy                            # `mesolite lb`'s tests drive a real HAProxy
+  bind9-dnsutils                     # dig, to check `mesolite dns` answers as an operator would
   iproute2 netcat-openbsd curl ca-certificates
 )
 
