@@ -8,7 +8,6 @@ import json
 import pytest
 from zookeeper_testing import (  # noqa: F401 - fixtures
     TEST_SESSION_TIMEOUT,
-    eventually,
     freeze,
     private_zookeeper,
     session,
@@ -16,6 +15,7 @@ from zookeeper_testing import (  # noqa: F401 - fixtures
     zk_url,
 )
 
+from harness.waiting import eventually
 from mesolite.zookeeper.detector import (
     MasterDetector,
     detect_leading_master,

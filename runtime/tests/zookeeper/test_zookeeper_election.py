@@ -10,7 +10,6 @@ import pytest
 from kazoo.exceptions import ConnectionLoss
 from zookeeper_testing import (  # noqa: F401 - fixtures
     TEST_SESSION_TIMEOUT,
-    eventually,
     expire_session,
     freeze,
     private_zookeeper,
@@ -19,6 +18,7 @@ from zookeeper_testing import (  # noqa: F401 - fixtures
     zk_url,
 )
 
+from harness.waiting import eventually
 from mesolite.zookeeper.election import MARATHON_MEMBER_LABEL, LeaderElection, SuspensionPolicy
 from mesolite.zookeeper.session import SessionState, ZooKeeperSession
 

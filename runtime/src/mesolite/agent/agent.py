@@ -32,6 +32,8 @@ from mesolite.agent.checkpoint import (
 )
 from mesolite.agent.containerizers import UnavailableContainerizer, load_containerizers, pick_containerizer
 from mesolite.agent.containerizers.base import AgentOptions
+from mesolite.agent.containerizers.mesos import task_user
+from mesolite.agent.files import SandboxUsers
 from mesolite.agent.status_updates import StatusUpdateManager, UpdateStream, read_stream
 from mesolite.agent.task_validation import (
     InvalidField,
@@ -148,8 +150,11 @@ class Agent:
         status_update_retry_interval: float = 10.0,
         executor_registration_timeout: float = 60.0,
         advertised_ip: str | None = None,
+        scheme: str = "http",
     ):
         self.options = options
+        # How the master and the UI reach this agent's HTTP API: https when it serves TLS (LIBPROCESS_SSL_ENABLED).
+        self.scheme = scheme
         # The address the operator told us to be reached at (--advertise_ip, else --ip). Without one the
         # master takes the address this agent connects from, which beats a guess from the hostname.
         self.advertised_ip = advertised_ip
@@ -202,6 +207,8 @@ class Agent:
             "tasks": [self.task_json(run) for run in live],
             "frameworks": [self.frameworks[framework_id] for framework_id in sorted(framework_ids)],
             "executors": [],
+            # Mesos's AgentInfo has no scheme (libprocess's TLS setting is cluster-wide): the master is told here.
+            **({"scheme": self.scheme} if self.scheme != "http" else {}),
         }
 
     def task_json(self, run: TaskRun) -> dict:
@@ -831,6 +838,14 @@ class Agent:
         task.add_done_callback(self._background.discard)
 
     # -- views -----------------------------------------------------------------------------------
+
+    def sandbox_users(self) -> SandboxUsers:
+        """Who runs each sandbox this agent knows of (what `access_sandboxes` rules are about)."""
+        runs = [*self.runs.values(), *(run for completed in self.completed.values() for run in completed)]
+        return SandboxUsers(
+            executors={(run.framework_id, run.executor_id): task_user(run.task, run.framework) or "" for run in runs},
+            frameworks={framework_id: info.get("user") or "" for framework_id, info in self.frameworks.items()},
+        )
 
     def used_resources(self) -> Resources:
         used = Resources()

@@ -135,18 +135,26 @@ def switch_user(user: str) -> None:
     Whatever Python imports lazily while fetching must be imported before: the task's user need not be able
     to read Python's files (a pyenv under /root). Hence the imports of the codecs of host names (idna) and of
     zip member names (cp437) above."""
-    if os.geteuid() != 0:
-        return
     try:
-        account = pwd.getpwnam(user)
+        account = account_to_switch_to(user)
     except KeyError:
         raise FetchError(f"Failed to fetch URIs: there is no user '{user}' on this agent") from None
-    if account.pw_uid == 0:
+    if account is None:
         return
     os.chown(".", account.pw_uid, account.pw_gid)
     os.initgroups(account.pw_name, account.pw_gid)
     os.setgid(account.pw_gid)
     os.setuid(account.pw_uid)
+
+
+def account_to_switch_to(user: str | None) -> pwd.struct_passwd | None:
+    """The account a process of the agent becomes to act as `user` (the fetcher, the task's command), or None to
+    stay as it is: no user asked for, not root (only root can switch), or the user is root. KeyError when there
+    is no such user on this agent."""
+    if not user or os.geteuid() != 0:
+        return None
+    account = pwd.getpwnam(user)
+    return None if account.pw_uid == os.geteuid() else account
 
 
 def fetch_all(uris: list[dict], sandbox: Path, stall_timeout: float = STALL_TIMEOUT_SECONDS) -> None:

@@ -15,7 +15,8 @@ import os
 import pwd
 import re
 import stat
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 
 MAX_READ_BYTES = 1024 * 1024  # one /files/read answer; clients page with offset
@@ -30,10 +31,29 @@ class FilesError(Exception):
         self.status = status
 
 
+SandboxIds = tuple[str, str]  # (framework id, executor id) of a sandbox
+
+
+@dataclass(frozen=True)
+class SandboxUsers:
+    """Who runs each sandbox (the object of `access_sandboxes`): a snapshot of the agent's runs."""
+
+    executors: dict[SandboxIds, str] = field(default_factory=dict)  # the task's user
+    frameworks: dict[str, str] = field(default_factory=dict)  # the framework's user (runs no longer known)
+
+    def user_of(self, ids: SandboxIds | None) -> str:
+        """The user of a sandbox; "" for paths above the sandboxes, which only rules for ANY user allow."""
+        if ids is None:
+            return ""
+        return self.executors.get(ids) or self.frameworks.get(ids[0]) or ""
+
+
 @dataclass
 class SandboxFiles:
     work_dir: Path
     agent_id: str | None = None
+    # Whether the request may see the sandbox (framework id, executor id) of a path (None: above sandboxes).
+    may_access: Callable[[SandboxIds | None], bool] | None = None
 
     @property
     def root(self) -> Path:
@@ -54,6 +74,9 @@ class SandboxFiles:
             real = Path(requested).resolve()
             if real != self.root and self.root not in real.parents:
                 raise FilesError(404, f"No such file or directory: '{path}' is not in a sandbox of this agent")
+            # Before the file is looked at: a refused principal learns nothing, not even whether it exists.
+            if self.may_access is not None and not self.may_access(self.sandbox_ids(real)):
+                raise FilesError(403, f"Forbidden: this principal may not access the sandbox of '{path}'")
             info = real.lstat()
         except FileNotFoundError:
             raise FilesError(404, f"No such file or directory: '{path}'") from None
@@ -61,6 +84,13 @@ class SandboxFiles:
             raise FilesError(400, f"Invalid 'path' '{path}': {getattr(error, 'strerror', None) or error}") from None
         _check_kind(info.st_mode, path)
         return real
+
+    def sandbox_ids(self, real: Path) -> SandboxIds | None:
+        """(framework id, executor id) of a resolved path inside `slaves/<agent>/frameworks/<f>/executors/<e>`."""
+        parts = real.relative_to(self.root).parts
+        if len(parts) >= 5 and parts[1] == "frameworks" and parts[3] == "executors":
+            return parts[2], parts[4]
+        return None
 
     def browse(self, path: str | None) -> list[dict]:
         directory = self.resolve(path)

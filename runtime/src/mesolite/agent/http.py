@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 from urllib.parse import quote
 
@@ -12,11 +13,15 @@ from aiohttp import web
 from mesolite import MESOS_COMPATIBLE_VERSION, __version__
 from mesolite.agent import state
 from mesolite.agent.files import FilesError, SandboxFiles
+from mesolite.agent.http_security import AgentSecurity
+from mesolite.security.authentication import Access, add_route, principal_of
 
 if TYPE_CHECKING:
     from mesolite.agent.agent import Agent
 
 DOWNLOAD_CHUNK_BYTES = 256 * 1024
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 def json_response(body, status: int = 200) -> web.Response:
@@ -24,12 +29,26 @@ def json_response(body, status: int = 200) -> web.Response:
     return web.json_response(body, status=status, headers={"Access-Control-Allow-Origin": "*"})
 
 
-def create_app(agent: Agent) -> web.Application:
-    def files() -> SandboxFiles:
-        return SandboxFiles(agent.work.root, agent.agent_id)
+def create_app(agent: Agent, security: AgentSecurity | None = None) -> web.Application:
+    """The agent's routes; `security` (default: open mode) authenticates them and guards the sandboxes."""
+    security = security or AgentSecurity()
 
-    async def get_state(_request: web.Request) -> web.Response:
-        return json_response(state.state(agent))
+    def files(request: web.Request) -> SandboxFiles:
+        sandboxes = SandboxFiles(agent.work.root, agent.agent_id)
+        if not security.authorizer.is_open:
+            # Who runs each sandbox is read here, on the event loop: the files API then runs in a thread.
+            principal = principal_of(request)
+            users = agent.sandbox_users()
+            sandboxes.may_access = lambda ids: security.may_access_sandbox(principal, users.user_of(ids))
+        return sandboxes
+
+    async def get_state(request: web.Request) -> web.Response:
+        if security.authorizer.is_open:
+            return json_response(state.state(agent))
+        principal = principal_of(request)
+        return json_response(
+            state.state(agent, lambda action, user: security.authorizer.allows(action, principal, user))
+        )
 
     async def get_health(_request: web.Request) -> web.Response:
         return web.Response(status=200)
@@ -47,21 +66,22 @@ def create_app(agent: Agent) -> web.Application:
     # a slow disk or a file that blocks can cost that request only, never the agent's event loop.
     async def browse(request: web.Request) -> web.Response:
         try:
-            return json_response(await asyncio.to_thread(files().browse, request.query.get("path")))
+            return json_response(await asyncio.to_thread(files(request).browse, request.query.get("path")))
         except FilesError as error:
             return files_error(error)
 
     async def read(request: web.Request) -> web.Response:
         query = request.query
         try:
-            body = await asyncio.to_thread(files().read, query.get("path"), query.get("offset"), query.get("length"))
+            sandboxes = files(request)
+            body = await asyncio.to_thread(sandboxes.read, query.get("path"), query.get("offset"), query.get("length"))
         except FilesError as error:
             return files_error(error)
         return json_response(body)
 
     async def download(request: web.Request) -> web.StreamResponse:
         try:
-            descriptor, size, name = await asyncio.to_thread(files().download, request.query.get("path"))
+            descriptor, size, name = await asyncio.to_thread(files(request).download, request.query.get("path"))
         except FilesError as error:
             return files_error(error)
         try:
@@ -86,17 +106,24 @@ def create_app(agent: Agent) -> web.Application:
         finally:
             os.close(descriptor)
 
-    app = web.Application()
+    routes: list[tuple[str, Handler, Access]] = []
     for prefix in ("", "/slave(1)"):
-        app.router.add_get(f"{prefix}/state", get_state)
-        app.router.add_get(f"{prefix}/state.json", get_state)
-        app.router.add_get(f"{prefix}/health", get_health)
-    app.router.add_get("/metrics/snapshot", get_metrics)
-    app.router.add_get("/version", get_version)
-    app.router.add_get("/files/browse", browse)
-    app.router.add_get("/files/browse.json", browse)
-    app.router.add_get("/files/read", read)
-    app.router.add_get("/files/read.json", read)
-    app.router.add_get("/files/download", download)
-    app.router.add_get("/files/download.json", download)
+        routes += [
+            (f"{prefix}/state", get_state, Access.READ_ONLY),
+            (f"{prefix}/state.json", get_state, Access.READ_ONLY),
+            (f"{prefix}/health", get_health, Access.OPEN),
+        ]
+    routes += [
+        ("/metrics/snapshot", get_metrics, Access.READ_ONLY),
+        ("/version", get_version, Access.OPEN),
+        ("/files/browse", browse, Access.READ_ONLY),
+        ("/files/browse.json", browse, Access.READ_ONLY),
+        ("/files/read", read, Access.READ_ONLY),
+        ("/files/read.json", read, Access.READ_ONLY),
+        ("/files/download", download, Access.READ_ONLY),
+        ("/files/download.json", download, Access.READ_ONLY),
+    ]
+    app = web.Application(middlewares=security.middlewares())
+    for path, handler, access in routes:
+        add_route(app, "GET", path, handler, access)
     return app

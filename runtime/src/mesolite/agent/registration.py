@@ -5,6 +5,11 @@ The agent follows the leader through ZooKeeper (or talks to a fixed `host:port`)
 event stream that answers. When the stream ends, the leader changes, or the master falls silent for
 longer than its ping timeout, the agent subscribes again (with back-off), always with the same id.
 
+With `--credential` every request carries `Authorization: Basic` (a master with --authenticate_agents checks
+it); a 401 is logged naming the principal and retried with the same back-off as any other refusal. The master
+is reached with https when its MasterInfo (or an https:// `--master`) says so, or when this agent has TLS
+enabled (LIBPROCESS_SSL_ENABLED: libprocess then speaks TLS to every peer), verified with the cluster's CA.
+
 The back-off is Mesos's: every newly detected leader restarts it, so the first attempt goes after
 [0, --registration_backoff_factor] and each failure doubles that bound (up to 15 s). Failures against
 an old leader say nothing about the new one.
@@ -16,6 +21,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 
@@ -24,6 +30,9 @@ import aiohttp
 from mesolite.http_input import JsonInputError, decode_json
 from mesolite.protocol.recordio import read_records
 from mesolite.retry import Backoff, RetryPolicy
+from mesolite.security.authentication import basic_authorization
+from mesolite.security.credentials import Credential
+from mesolite.security.tls import TlsSettings
 from mesolite.zookeeper.detector import MasterLocation, leader_addresses
 
 log = logging.getLogger(__name__)
@@ -48,6 +57,10 @@ class RegistrationRefused(Exception):
     """The master refused this agent (403): it was removed, or its resources changed."""
 
 
+class CredentialRefused(Exception):
+    """The master does not accept this agent's credential, or wants one it was not given (401)."""
+
+
 class NoLeader(Exception):
     """The master we reached does not lead and knows no leader (503)."""
 
@@ -65,14 +78,23 @@ class LinkEvents:
 
 class MasterLink:
     def __init__(
-        self, master: MasterLocation, session: aiohttp.ClientSession, events: LinkEvents, backoff_factor: float = 1.0
+        self,
+        master: MasterLocation,
+        session: aiohttp.ClientSession,
+        events: LinkEvents,
+        backoff_factor: float = 1.0,
+        credential: Credential | None = None,
+        tls: TlsSettings | None = None,
     ):
         self.master = master
         self.session = session
         self.events = events
         self.backoff_factor = backoff_factor
-        self.leader: str | None = None  # as detected
-        self.address: str | None = None  # the master our stream is connected to
+        self.credential = credential
+        self.tls = tls or TlsSettings()
+        self._client_context: ssl.SSLContext | None = None
+        self.leader: str | None = None  # as detected: scheme://host:port
+        self.address: str | None = None  # the master our stream is connected to (scheme://host:port)
         self.registered = False
         self.silence_timeout = DEFAULT_SILENCE_TIMEOUT
         self.ping_interval = DEFAULT_SILENCE_TIMEOUT / MISSED_PINGS_BEFORE_RECONNECT
@@ -122,6 +144,8 @@ class MasterLink:
         except RegistrationRefused as refusal:
             log.warning("master %s refused this agent: %s", leader, refusal)
             await self.events.on_refused(str(refusal))
+        except CredentialRefused as refusal:
+            log.error("no subscription with master %s: %s", leader, refusal)
         except (aiohttp.ClientError, OSError, TimeoutError, ValueError) as error:
             log.info("no subscription with master %s: %s", leader, error or type(error).__name__)
         except Exception:
@@ -152,26 +176,56 @@ class MasterLink:
             return True  # the master heard from us within the ping interval: any call counts as a PONG
         try:
             async with self.session.post(
-                f"http://{address}{CALL_PATH}",
+                f"{address}{CALL_PATH}",
                 data=json.dumps(body, separators=(",", ":")),
-                headers={"Content-Type": "application/json", "Mesos-Agent-Id": agent_id},
+                headers=self._headers({"Content-Type": "application/json", "Mesos-Agent-Id": agent_id}),
                 timeout=aiohttp.ClientTimeout(total=15),
+                ssl=self._ssl_for(address),
             ) as response:
                 if response.status // 100 == 2:
                     if address == self.address:
                         self._last_accepted_call = loop.time()
                     return True
                 text = await response.text()
+                if response.status == 401:
+                    log.error("%s to master %s: %s", body.get("type"), address, self._credential_refusal(text))
+                    return False
                 log.warning("master %s answered %s to %s: %s", address, response.status, body.get("type"), text[:300])
         except (aiohttp.ClientError, OSError, TimeoutError) as error:
             log.info("call %s to master %s failed: %s", body.get("type"), address, error or type(error).__name__)
         return False
 
+    def _headers(self, headers: dict[str, str]) -> dict[str, str]:
+        if self.credential is not None:
+            headers["Authorization"] = basic_authorization(self.credential.principal, self.credential.secret)
+        return headers
+
+    def _url(self, address: str) -> str:
+        """The master's `scheme://host:port`: https when it says so, or when this agent speaks only TLS."""
+        if self.tls.enabled and address.startswith("http://"):
+            return "https://" + address.removeprefix("http://")
+        return address
+
+    def _ssl_for(self, url: str) -> ssl.SSLContext | None:
+        if not url.startswith("https://"):
+            return None
+        if self._client_context is None:
+            self._client_context = self.tls.client_context()
+        return self._client_context
+
+    def _credential_refusal(self, text: str) -> str:
+        if self.credential is None:
+            what = "the master requires a credential and this agent has none (set --credential)"
+        else:
+            what = f"the master refused this agent's credential (principal '{self.credential.principal}')"
+        return f"{what}: 401 {text.strip()[:200]}"
+
     def _heard_within(self, now: float, seconds: float) -> bool:
         return self._last_accepted_call is not None and now - self._last_accepted_call < seconds
 
     async def _follow_leader(self) -> None:
-        async for address in leader_addresses(self.master):
+        async for detected in leader_addresses(self.master):
+            address = None if detected is None else self._url(detected)
             if address != self.leader:
                 log.info("leading master: %s", address or "none")
             self.leader = address
@@ -182,17 +236,19 @@ class MasterLink:
         body = self.events.subscribe_body()
         for _redirect in range(MAX_REDIRECTS + 1):
             async with self.session.post(
-                f"http://{address}{SUBSCRIBE_PATH}",
+                f"{address}{SUBSCRIBE_PATH}",
                 data=json.dumps(body, separators=(",", ":")),
-                headers={"Content-Type": "application/json", "Accept": "application/recordio"},
+                headers=self._headers({"Content-Type": "application/json", "Accept": "application/recordio"}),
                 allow_redirects=False,
                 timeout=aiohttp.ClientTimeout(total=None, connect=10, sock_connect=10),
+                ssl=self._ssl_for(address),
             ) as response:
                 if response.status == 307:
-                    location = response.headers.get("Location", "")
-                    address = location.removeprefix("http:").removeprefix("//").split("/", 1)[0]
+                    address = self._redirected(address, response.headers.get("Location", ""))
                     log.info("master redirected the subscription to %s", address)
                     continue
+                if response.status == 401:
+                    raise CredentialRefused(self._credential_refusal(await response.text()))
                 if response.status == 503:
                     raise NoLeader(await response.text())
                 if response.status == 403:
@@ -202,6 +258,13 @@ class MasterLink:
                 await self._read_stream(response, address)
                 return
         raise ValueError(f"more than {MAX_REDIRECTS} redirects")
+
+    def _redirected(self, address: str, location: str) -> str:
+        """`scheme://host:port` of a redirect's Location (`//host:port/...` keeps the current scheme)."""
+        scheme, separator, rest = location.partition("//")
+        scheme = scheme.rstrip(":") if separator and scheme else address.split("://", 1)[0]
+        host = (rest if separator else location).split("/", 1)[0]
+        return self._url(f"{scheme}://{host}")
 
     async def _read_stream(self, response: aiohttp.ClientResponse, address: str) -> None:
         records = read_records(response.content).__aiter__()

@@ -25,12 +25,14 @@ from mesolite.agent.containerizers.base import (
     AgentOptions,
 )
 from mesolite.agent.http import create_app
+from mesolite.agent.http_security import AgentSecurity, SecurityConfigurationError
 from mesolite.agent.registration import LinkEvents, MasterLink
 from mesolite.agent.resources_detection import agent_resources
 from mesolite.flags import Flag, FlagError, FlagSet, boolean, duration
 from mesolite.http_server import start_http_server
 from mesolite.process import configure_logging, set_on_termination
 from mesolite.resources import ResourceError, parse_attributes
+from mesolite.security.tls import TlsError, TlsSettings
 from mesolite.zookeeper.detector import MasterLocation, parse_master_location
 
 log = logging.getLogger("mesolite.agent")
@@ -125,6 +127,21 @@ FLAGS = FlagSet(
             (),
             "docker run options tasks may pass, on top of the built-in allowlist",
         ),
+        Flag(
+            "authenticate_http_readonly",
+            boolean,
+            False,
+            "require HTTP Basic credentials (--http_credentials) for the read-only endpoints and the files API",
+        ),
+        Flag(
+            "authenticate_http_readwrite",
+            boolean,
+            False,
+            "require HTTP Basic credentials (--http_credentials) for the endpoints that change something",
+        ),
+        Flag("http_credentials", str, None, "Mesos credentials file of the principals the HTTP API accepts"),
+        Flag("acls", str, None, "Mesos ACLs (JSON, or a path to it): access_sandboxes guards the files API"),
+        Flag("credential", str, None, "file with this agent's principal and secret, presented to the master"),
         Flag("boot_id_file", str, "/proc/sys/kernel/random/boot_id", "where the boot id is read (tests change it)"),
         Flag("log_dir", str, None, "accepted for compatibility: logs go to stderr (the journal)"),
         Flag("logging_level", str, "INFO", "INFO, WARNING or ERROR"),
@@ -170,7 +187,7 @@ def check_docker_allowed_parameters(options: AgentOptions) -> None:
         )
 
 
-def build_agent(flags: SimpleNamespace) -> Agent:
+def build_agent(flags: SimpleNamespace, scheme: str = "http") -> Agent:
     if not flags.master:
         raise FlagError("--master is required (or write the zk:// URL into /etc/mesos/zk)")
     hostname = flags.hostname or socket.gethostname()
@@ -209,6 +226,7 @@ def build_agent(flags: SimpleNamespace) -> Agent:
         status_update_retry_interval=flags.status_update_retry_interval,
         executor_registration_timeout=flags.executor_registration_timeout,
         advertised_ip=configured_ip(flags),
+        scheme=scheme,
     )
     agent.flags_for_state = {
         name: ",".join(value) if isinstance(value, tuple) else str(value)
@@ -218,13 +236,25 @@ def build_agent(flags: SimpleNamespace) -> Agent:
     return agent
 
 
-async def serve(agent: Agent, master: MasterLocation, listen_ip: str, backoff_factor: float) -> int:
+async def serve(
+    agent: Agent,
+    master: MasterLocation,
+    listen_ip: str,
+    backoff_factor: float,
+    security: AgentSecurity | None = None,
+    tls: TlsSettings | None = None,
+) -> int:
     """Run the agent until SIGTERM/SIGINT (exit status 0) or until one of its workers ends (status 1: the
     workers run forever, so that is a defect, and the service manager must restart the agent)."""
+    security = security or AgentSecurity()
+    tls = tls or TlsSettings()
     await agent.recover()
-    runner = await start_http_server(create_app(agent), listen_ip, agent.port)
+    runner = await start_http_server(
+        create_app(agent, security), listen_ip, agent.port, ssl_context=tls.server_context()
+    )
     log.info(
-        "agent listening on %s:%d (advertised as %s, %s)",
+        "agent listening on %s://%s:%d (advertised as %s, %s)",
+        tls.scheme,
         listen_ip,
         agent.port,
         agent.options.ip,
@@ -244,6 +274,8 @@ async def serve(agent: Agent, master: MasterLocation, listen_ip: str, backoff_fa
                 on_refused=agent.on_refused,
             ),
             backoff_factor=backoff_factor,
+            credential=security.credential,
+            tls=tls,
         )
         workers = [
             asyncio.create_task(agent.link.run(), name="master-link"),
@@ -270,12 +302,18 @@ def main(argv: list[str] | None = None) -> int:
     flags = FLAGS.load(sys.argv[1:] if argv is None else argv)
     configure_logging(flags.logging_level)
     try:
-        agent = build_agent(flags)
-    except (FlagError, AgentConfigurationError) as error:
+        security = AgentSecurity.from_flags(flags)
+        tls = TlsSettings.from_environment()
+        # Load the certificate and the CA now: a bad file stops the start, with its name.
+        tls.server_context()
+        tls.client_context()
+        agent = build_agent(flags, tls.scheme)
+    except (FlagError, AgentConfigurationError, SecurityConfigurationError, TlsError) as error:
         print(f"mesos-slave: {error}", file=sys.stderr)
         return 2
+    listen_ip = flags.ip or "0.0.0.0"
     try:
-        return asyncio.run(serve(agent, flags.master, flags.ip or "0.0.0.0", flags.registration_backoff_factor))
+        return asyncio.run(serve(agent, flags.master, listen_ip, flags.registration_backoff_factor, security, tls))
     except AgentConfigurationError as error:
         print(f"mesos-slave: {error}", file=sys.stderr)
         return 1

@@ -5,13 +5,24 @@ from __future__ import annotations
 import os
 import time
 from collections import Counter
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from mesolite import MESOS_COMPATIBLE_VERSION, __version__
+from mesolite.agent.containerizers.mesos import task_user
 from mesolite.resources import flatten_attributes
 
 if TYPE_CHECKING:
     from mesolite.agent.agent import Agent, TaskRun
+
+# Whether the request may see an object of `user` through a Mesos ACL action (view_frameworks, view_executors,
+# view_tasks): the objects it may not see are left out of /state, as Mesos does.
+Viewer = Callable[[str, str], bool]
+
+
+def _sees_everything(_action: str, _user: str) -> bool:
+    return True
+
 
 STATE_METRICS = {
     "TASK_STAGING": "slave/tasks_staging",
@@ -51,8 +62,9 @@ def _task(agent: Agent, run: TaskRun) -> dict:
     }
 
 
-def _executor(agent: Agent, run: TaskRun, completed: bool) -> dict:
+def _executor(agent: Agent, run: TaskRun, completed: bool, may_view: Viewer) -> dict:
     task = _task(agent, run)
+    shown = [task] if may_view("view_tasks", task_user(run.task, run.framework) or "") else []
     return {
         "id": run.executor_id,
         "name": f"Command Executor (Task: {run.task_id})",
@@ -62,14 +74,23 @@ def _executor(agent: Agent, run: TaskRun, completed: bool) -> dict:
         "resources": run.resources.flatten(),
         "role": task["role"],
         "type": "COMMAND",
-        "tasks": [] if completed else [task],
+        "tasks": [] if completed else shown,
         "queued_tasks": [],
-        "completed_tasks": [task] if completed else [],
+        "completed_tasks": shown if completed else [],
     }
 
 
-def _framework(agent: Agent, framework_id: str, live: list[TaskRun], completed: list[TaskRun]) -> dict:
+def _framework(
+    agent: Agent, framework_id: str, live: list[TaskRun], completed: list[TaskRun], may_view: Viewer
+) -> dict | None:
     info = agent.frameworks.get(framework_id, {})
+    if not may_view("view_frameworks", info.get("user") or ""):
+        return None
+
+    def executors(runs: list[TaskRun], completed: bool) -> list[dict]:
+        visible = [run for run in runs if may_view("view_executors", task_user(run.task, run.framework) or "")]
+        return [_executor(agent, run, completed, may_view) for run in visible]
+
     return {
         "id": framework_id,
         "name": info.get("name", ""),
@@ -80,21 +101,21 @@ def _framework(agent: Agent, framework_id: str, live: list[TaskRun], completed: 
         "checkpoint": info.get("checkpoint", False),
         "principal": info.get("principal", ""),
         "capabilities": [capability.get("type") for capability in info.get("capabilities") or []],
-        "executors": [_executor(agent, run, completed=False) for run in live],
-        "completed_executors": [_executor(agent, run, completed=True) for run in completed],
+        "executors": executors(live, completed=False),
+        "completed_executors": executors(completed, completed=True),
     }
 
 
-def state(agent: Agent) -> dict:
+def state(agent: Agent, may_view: Viewer = _sees_everything) -> dict:
     live_by_framework: dict[str, list[TaskRun]] = {}
     for run in agent.runs.values():
         live_by_framework.setdefault(run.framework_id, []).append(run)
     frameworks = [
-        _framework(agent, framework_id, runs, list(agent.completed.get(framework_id, ())))
+        _framework(agent, framework_id, runs, list(agent.completed.get(framework_id, ())), may_view)
         for framework_id, runs in sorted(live_by_framework.items())
     ]
     completed_frameworks = [
-        _framework(agent, framework_id, [], list(runs))
+        _framework(agent, framework_id, [], list(runs), may_view)
         for framework_id, runs in sorted(agent.completed.items())
         if framework_id not in live_by_framework and runs
     ]
@@ -119,8 +140,8 @@ def state(agent: Agent) -> dict:
         "master_hostname": (master.get("address") or {}).get("hostname") or master.get("hostname", ""),
         "registered": agent.registered,
         "flags": agent.flags_for_state,
-        "frameworks": frameworks,
-        "completed_frameworks": completed_frameworks,
+        "frameworks": [framework for framework in frameworks if framework is not None],
+        "completed_frameworks": [framework for framework in completed_frameworks if framework is not None],
     }
 
 

@@ -20,6 +20,8 @@ from mesolite.scheduler.client import (
     SchedulerClient,
     SchedulerError,
 )
+from mesolite.security.credentials import CredentialsError, load_secret
+from mesolite.security.tls import TlsError
 from mesolite.zookeeper.detector import parse_master_location
 
 EXIT_FINISHED = 0
@@ -34,7 +36,16 @@ Exit status (unlike Mesos's mesos-execute, which exits 0 even when the task fail
   0  the task reached TASK_FINISHED
   1  the task reached any other terminal state (TASK_FAILED, TASK_KILLED, TASK_LOST, TASK_ERROR, ...)
   2  bad flags
-  3  the master refused the framework or one of its calls (or sent an ERROR event)
+  3  the master refused the framework or one of its calls (or sent an ERROR event), including
+     credentials it refused (401) and a role its ACLs refuse to the principal (403)
+
+Authentication and TLS, as with Mesos's mesos-execute:
+  --principal=P --secret=S        HTTP Basic towards the master (--authenticate_http_frameworks); --secret may
+                                  also be file:///path or /path of a file holding the secret (kept off `ps`;
+                                  an inline secret therefore cannot start with '/')
+  LIBPROCESS_SSL_ENABLED=true     reach a host:port master over https (also when --master=https://host:port,
+                                  or when the master's MasterInfo in ZooKeeper advertises https)
+  LIBPROCESS_SSL_CA_FILE=ca.pem   verify the master's certificate against this CA
 
 Example:
   mesos-execute --master=$(mesos-resolve $(cat /etc/mesos/zk)) --name=cluster-test --command="sleep 60"
@@ -59,7 +70,7 @@ FLAGS = FlagSet(
         Flag("checkpoint", bool, False, "let the task survive agent restarts (framework checkpointing)"),
         Flag("partition_aware", bool, False, "ask for TASK_UNREACHABLE rather than TASK_LOST on partitions"),
         Flag("principal", str, None, "principal for HTTP basic authentication with the master"),
-        Flag("secret", str, None, "secret for --principal"),
+        Flag("secret", str, None, "secret for --principal, or file:///path (or /path) of a file holding it"),
         Flag("content_type", str, "json", "content type of the scheduler API (only 'json' is supported)"),
         Flag("verbose", bool, False, "log the scheduler client's activity to stderr"),
     ],
@@ -78,6 +89,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         flags = FLAGS.parse(arguments)
         task_template = build_task(flags)
+        secret = read_secret(flags.secret)
     except (FlagError, UsageError, ResourceError) as error:
         print(f"mesos-execute: {error}\n\nRun `mesos-execute --help` for the flags.", file=sys.stderr)
         return EXIT_USAGE
@@ -86,7 +98,11 @@ def main(argv: list[str] | None = None) -> int:
         stream=sys.stderr,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
-    execution = Execution(flags, task_template)
+    try:
+        execution = Execution(flags, task_template, secret)
+    except TlsError as error:
+        print(f"mesos-execute: {error}", file=sys.stderr)
+        return EXIT_USAGE
     try:
         return asyncio.run(execution.run())
     except KeyboardInterrupt:
@@ -139,6 +155,18 @@ def build_task(flags: Any) -> dict:
     return task
 
 
+def read_secret(value: str | None) -> str | None:
+    """`--secret`: the secret itself, or `/path` of a file holding it (kept out of the process list and the shell
+    history). `file:///path` works too: every flag reads such a value from its file (mesolite.flags, as Mesos).
+    So a secret given inline cannot start with '/'; one that does goes in a file."""
+    if value is None or not value.startswith("/"):
+        return value
+    try:
+        return load_secret(value)
+    except CredentialsError as error:
+        raise UsageError(f"--secret: {error}") from None
+
+
 def parse_environment(text: str) -> list[dict[str, str]]:
     try:
         variables = json.loads(text)
@@ -152,7 +180,7 @@ def parse_environment(text: str) -> list[dict[str, str]]:
 class Execution:
     """One run of mesos-execute: subscribe, launch on the first offer that fits, report until terminal."""
 
-    def __init__(self, flags: Any, task: dict) -> None:
+    def __init__(self, flags: Any, task: dict, secret: str | None = None) -> None:
         self.flags = flags
         self.requested: Resources = task.pop("_requested")
         self.task = task
@@ -174,10 +202,10 @@ class Execution:
         }
         if flags.partition_aware:
             framework["capabilities"].append({"type": "PARTITION_AWARE"})
-        if flags.principal:
-            framework["principal"] = flags.principal
-        credentials = (flags.principal, flags.secret) if flags.principal else None
-        self.client = SchedulerClient(flags.master, framework, self.on_event, credentials=credentials)
+        # The client sets FrameworkInfo.principal and sends the credentials with every request.
+        self.client = SchedulerClient(
+            flags.master, framework, self.on_event, principal=flags.principal or None, secret=secret
+        )
 
     async def run(self) -> int:
         try:

@@ -53,7 +53,14 @@ class MesosClient(Protocol):
 
 
 def framework_info(
-    name: str, hostname: str, webui_url: str, failover_timeout: float, user: str, role: str, framework_id: str | None
+    name: str,
+    hostname: str,
+    webui_url: str,
+    failover_timeout: float,
+    user: str,
+    role: str,
+    framework_id: str | None,
+    principal: str | None = None,
 ) -> dict[str, Any]:
     info: dict[str, Any] = {
         "user": user,
@@ -67,6 +74,8 @@ def framework_info(
     }
     if framework_id:
         info["id"] = {"value": framework_id}
+    if principal:
+        info["principal"] = principal
     return info
 
 

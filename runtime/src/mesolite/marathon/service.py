@@ -2,7 +2,8 @@
 
 Flags come from the command line, `MARATHON_<FLAG>` variables and one file per flag in
 `/etc/marathon/conf/`; `--master` also comes from `/etc/mesos/zk` (as Marathon's packaging does), and
-`--zk` defaults to the master's ZooKeeper servers with the path `/marathon`.
+`--zk` defaults to the master's ZooKeeper servers with the path `/marathon`. The security flags (HTTP Basic,
+https, the credentials towards the master) are read in `security.py`.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import getpass
 import logging
 import signal
 import socket
+import ssl
 from typing import Any
 
 from aiohttp import web
@@ -24,6 +26,7 @@ from mesolite.marathon.api.app import create_http_app
 from mesolite.marathon.events import EventBus
 from mesolite.marathon.marathon import Marathon, MarathonSettings
 from mesolite.marathon.scheduler import MesosScheduler, framework_info
+from mesolite.marathon.security import client_context, cluster_tls, http_security, mesos_authentication
 from mesolite.marathon.storage import MarathonStorage
 from mesolite.process import configure_logging, set_on_termination
 from mesolite.scheduler.client import SchedulerClient, SchedulerError
@@ -55,10 +58,22 @@ FLAGS = FlagSet(
         Flag("hostname", str, None, "The name this instance advertises (default: the host's name)"),
         Flag("http_address", str, "0.0.0.0", "The address the HTTP API listens on"),
         Flag("http_port", int, 8080, "The port of the HTTP API"),
+        Flag("disable_http", bool, False, "Serve https only (needs TLS key material)"),
+        Flag("https_address", str, None, "The address https listens on (default: --http_address)"),
+        Flag("https_port", int, 8443, "The port of the HTTPS API (served when TLS key material is given)"),
+        Flag("ssl_keystore_path", str, None, "A PKCS#12 keystore with the https certificate and its key"),
+        Flag("ssl_keystore_password", str, None, "The password of --ssl_keystore_path"),
+        Flag("ssl_certificate_path", str, None, "The https certificate chain (PEM), instead of a keystore"),
+        Flag("ssl_key_path", str, None, "The private key (PEM) of --ssl_certificate_path"),
+        Flag("http_credentials", str, None, "user:password[,user:password]: HTTP Basic on every route"),
+        Flag("http_realm", str, "Mesosphere", "The HTTP Basic realm"),
         Flag("framework_name", str, "marathon", "The framework name registered with Mesos"),
         Flag("failover_timeout", float, 604800.0, "Seconds Mesos keeps the tasks while no Marathon is connected"),
         Flag("mesos_role", str, "*", "The Mesos role of the framework"),
-        Flag("mesos_user", str, None, "The user tasks run as (default: the user running Marathon)"),
+        Flag("mesos_user", str, None, "FrameworkInfo.user: tasks of apps without `user` run as it (default: ours)"),
+        Flag("mesos_authentication", bool, False, "Authenticate to the master (needs the principal and secret)"),
+        Flag("mesos_authentication_principal", str, None, "The framework's principal towards the master"),
+        Flag("mesos_authentication_secret_file", str, None, "A file holding the principal's secret"),
         Flag("local_port_min", int, 10000, "The lowest service port handed out"),
         Flag("local_port_max", int, 20000, "The highest service port handed out"),
         Flag("task_launch_timeout", _milliseconds, 300000.0, "Milliseconds a task may take to start running"),
@@ -66,7 +81,7 @@ FLAGS = FlagSet(
         Flag("zk_session_timeout", _milliseconds, 10000.0, "The ZooKeeper session timeout in milliseconds"),
         Flag("zk_max_versions", int, 50, "How many versions of each app are kept"),
         Flag("zk_max_node_size", int, 1024000, "The largest record (app, group, deployment) stored, in bytes"),
-        Flag("webui_url", str, None, "The URL Mesos shows for this framework (default: http://hostname:http_port)"),
+        Flag("webui_url", str, None, "The URL Mesos shows for this framework (default: this instance's own)"),
         Flag("disable_ha", bool, False, "Run without leader election semantics (a single instance)"),
         Flag("logging_level", str, "info", "debug, info, warning or error"),
     ],
@@ -79,7 +94,14 @@ class MarathonService:
     def __init__(self, flags: Any) -> None:
         self.flags = flags
         self.hostname = flags.hostname or socket.getfqdn()
-        self.address = f"{self.hostname}:{flags.http_port}"
+        self.security = http_security(flags)
+        self.mesos_authentication = mesos_authentication(flags)
+        self.tls = cluster_tls()
+        self.client_ssl_context = client_context(self.tls)
+        # As Marathon: an instance that serves https only advertises its https port (to the other instances,
+        # whose leader proxy then talks https to it, to Mesos as the web UI, and to clients).
+        self.scheme = self.security.advertised_scheme
+        self.address = f"{self.hostname}:{flags.http_port if self.security.serve_http else flags.https_port}"
         self.master = parse_master_location(flags.master)
         self.zk_url: ZooKeeperUrl = parse_zookeeper_url(flags.zk) if flags.zk else default_zookeeper_url(self.master)
         self.redacted_zk = str(self.zk_url)
@@ -116,7 +138,12 @@ class MarathonService:
         return data.decode(errors="replace") if data else None
 
     def base_url(self, request: web.Request) -> str:
-        return f"http://{request.host}" if request.host else f"http://{self.address}"
+        return f"{request.scheme}://{request.host}" if request.host else f"{self.scheme}://{self.address}"
+
+    def leader_url(self) -> str | None:
+        """The base URL of the leading instance (every instance is configured alike, as Marathon assumes)."""
+        leader = self.leader_address
+        return f"{self.scheme}://{leader}" if leader else None
 
     async def abdicate(self) -> None:
         asyncio.get_running_loop().call_later(0.1, lambda: asyncio.ensure_future(self.election.abdicate()))
@@ -125,11 +152,7 @@ class MarathonService:
 
     async def run(self) -> None:
         await self.session.start(timeout=self.flags.zk_timeout / 1000)
-        # Event streams never end by themselves: give open requests a moment, not aiohttp's minute.
-        runner = await start_http_server(
-            create_http_app(self), self.flags.http_address, self.flags.http_port, shutdown_timeout=2.0
-        )
-        log.info("Marathon API on %s:%s; state in %s", self.flags.http_address, self.flags.http_port, self.zk_url)
+        runners = await self._start_http_servers()
         await self.election.start()
         set_on_termination(self._stopped)
         asyncio.get_running_loop().add_signal_handler(signal.SIGUSR1, _log_tasks)
@@ -137,8 +160,38 @@ class MarathonService:
             await self._stopped.wait()
         finally:
             await self.election.stop()
-            await runner.cleanup()
+            for runner in runners:
+                await runner.cleanup()
             await self.session.stop()
+
+    async def _start_http_servers(self) -> list[web.AppRunner]:
+        """The http listener unless --disable_http, the https one when TLS key material is given."""
+        listeners: list[tuple[str, str, int, ssl.SSLContext | None]] = []
+        if self.security.serve_http:
+            listeners.append(("http", self.flags.http_address, self.flags.http_port, None))
+        if self.security.https_context is not None:
+            address = self.flags.https_address or self.flags.http_address
+            listeners.append(("https", address, self.flags.https_port, self.security.https_context))
+        runners: list[web.AppRunner] = []
+        try:
+            for scheme, address, port, context in listeners:
+                # One application per listener (a runner owns its application); the state is the service's.
+                # Event streams never end by themselves: give open requests a moment, not aiohttp's minute.
+                runner = await start_http_server(
+                    create_http_app(self), address, port, shutdown_timeout=2.0, ssl_context=context
+                )
+                runners.append(runner)
+                log.info("Marathon API on %s://%s:%s", scheme, address, port)
+        except BaseException:
+            for runner in runners:
+                await runner.cleanup()
+            raise
+        log.info(
+            "state in %s; HTTP authentication %s",
+            self.zk_url,
+            f"required (realm {self.security.realm!r})" if self.security.credentials else "off",
+        )
+        return runners
 
     async def _lead(self) -> None:
         storage = MarathonStorage(ZooKeeperStore(self.session, self.zk_url.child("state")), self.flags.zk_max_versions)
@@ -154,13 +207,21 @@ class MarathonService:
         info = framework_info(
             name=self.flags.framework_name,
             hostname=self.hostname,
-            webui_url=self.flags.webui_url or f"http://{self.address}",
+            webui_url=self.flags.webui_url or f"{self.scheme}://{self.address}",
             failover_timeout=self.flags.failover_timeout,
             user=self.mesos_user,
             role=self.flags.mesos_role,
             framework_id=marathon.framework_id,
+            principal=self.mesos_authentication.principal,
         )
-        client = SchedulerClient(self.master, info, mesos_scheduler.on_event)
+        client = SchedulerClient(
+            self.master,
+            info,
+            mesos_scheduler.on_event,
+            principal=self.mesos_authentication.principal,
+            secret=self.mesos_authentication.secret,
+            ssl_context=self.client_ssl_context,
+        )
         mesos_scheduler.attach(client)
         self._client = client
         self.marathon = marathon

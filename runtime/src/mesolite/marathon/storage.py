@@ -7,6 +7,9 @@ the connection comes back, long after the client gave up). A write whose connect
 (ConnectionLoss: ZooKeeper may or may not have applied it) is settled: once the session is back (within
 the session timeout), `sync` and read the value again; it is then known to be stored or known not to be.
 Only when ZooKeeper does not come back in that time is the outcome reported as unknown.
+
+With credentials in the `--zk` URL, the state is readable only by them (see zookeeper/acls.py). A refusal
+(the state belongs to other credentials) is reported as unavailable, naming the path: nothing was stored.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from typing import Any
 
 from kazoo.exceptions import ConnectionClosedError, ConnectionLoss, OperationTimeoutError, SessionExpiredError
 
+from mesolite.zookeeper.acls import ZooKeeperAccessDenied
 from mesolite.zookeeper.store import ZooKeeperStore
 
 log = logging.getLogger(__name__)
@@ -139,6 +143,9 @@ class MarathonStorage:
             return await read()
         except CONNECTION_ERRORS as error:
             raise StorageUnavailable(f"ZooKeeper is not reachable: {error.__class__.__name__}") from error
+        except ZooKeeperAccessDenied as error:
+            log.error("%s", error)
+            raise StorageUnavailable(str(error)) from error
 
     async def _write(
         self, key: str, write: Callable[[], Awaitable[Any]], in_place: Callable[[bytes | None], bool]
@@ -148,6 +155,10 @@ class MarathonStorage:
             raise StorageUnavailable(f"no ZooKeeper connection: '{key}' was not stored; try again shortly")
         try:
             await write()
+        except ZooKeeperAccessDenied as error:
+            # Refused, so not applied: the outcome is known.
+            log.error("%s", error)
+            raise StorageUnavailable(f"{error}; '{key}' was not stored") from error
         except CONNECTION_ERRORS as error:
             log.warning("ZooKeeper connection lost while storing '%s' (%s): settling the outcome", key, error)
             if not await self._settled(key, in_place):

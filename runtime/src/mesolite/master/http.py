@@ -20,8 +20,10 @@ from mesolite.http_input import JsonInputError, decode_json
 from mesolite.master import metrics, state, validation
 from mesolite.master.master import Master
 from mesolite.master.streams import EventStream
+from mesolite.master.tasks import task_user
 from mesolite.master.validation import CallError
-from mesolite.ui.routes import add_master_ui
+from mesolite.security.authentication import Access, add_route, classify, principal_of
+from mesolite.ui.routes import UiRoute, add_master_ui
 
 if TYPE_CHECKING:
     from mesolite.master.service import MasterProcess
@@ -95,21 +97,27 @@ async def redirect(request: web.Request) -> web.StreamResponse:
     raise web.HTTPTemporaryRedirect(f"//{host}:{address.get('port') or leader.get('port')}{path}")
 
 
+def viewer_of(request: web.Request) -> state.Viewer:
+    """The request's principal, and what the ACLs let it see (`view_frameworks`, `view_tasks`)."""
+    return state.Viewer(process_of(request).security.authorizer, principal_of(request))
+
+
 @leader_only
 async def master_state(request: web.Request, master: Master) -> web.Response:
     process = process_of(request)
-    return json_response(state.master_state(master, process.info, process.flags, process.start_time), request)
+    view = state.master_state(master, process.info, process.flags, process.start_time, viewer_of(request))
+    return json_response(view, request)
 
 
 @leader_only
 async def state_summary(request: web.Request, master: Master) -> web.Response:
     process = process_of(request)
-    return json_response(state.state_summary(master, process.info, process.flags), request)
+    return json_response(state.state_summary(master, process.info, process.flags, viewer_of(request)), request)
 
 
 @leader_only
 async def frameworks(request: web.Request, master: Master) -> web.Response:
-    return json_response(state.frameworks_json(master, request.query.get("framework_id")), request)
+    return json_response(state.frameworks_json(master, request.query.get("framework_id"), viewer_of(request)), request)
 
 
 @leader_only
@@ -128,9 +136,38 @@ async def tasks(request: web.Request, master: Master) -> web.Response:
     order = query.get("order", "des")
     if order not in ("asc", "des"):
         return text_error(400, "'order' must be 'asc' or 'des'")
-    return json_response(
-        state.tasks_json(master, limit, offset, order, query.get("framework_id"), query.get("task_id")), request
+    view = state.tasks_json(
+        master, limit, offset, order, query.get("framework_id"), query.get("task_id"), viewer_of(request)
     )
+    return json_response(view, request)
+
+
+@leader_only
+async def teardown(request: web.Request, master: Master) -> web.Response:
+    """Mesos's /teardown: POST `frameworkId=<id>` (form-encoded) removes that framework and kills its tasks.
+
+    The `teardown_frameworks` ACL decides whether the request's principal may tear down frameworks of the
+    framework's principal."""
+    try:
+        async with asyncio.timeout(BODY_READ_TIMEOUT_SECONDS):
+            form = await request.post()
+    except TimeoutError:
+        return text_error(408, f"The request body did not arrive within {BODY_READ_TIMEOUT_SECONDS:.0f}s")
+    except ValueError as error:
+        return text_error(400, f"Unable to parse the request body: {error}")
+    framework_id = form.get("frameworkId")
+    if not isinstance(framework_id, str) or not framework_id:
+        return text_error(400, "Missing 'frameworkId' in the request body (form-encoded frameworkId=<id>)")
+    framework = master.frameworks.get(framework_id)
+    if framework is None:
+        return text_error(400, "No framework found with specified ID")
+    owner = framework.info.get("principal") or ""
+    if not process_of(request).security.allows("teardown_frameworks", request, owner):
+        return text_error(
+            403, f"Not authorized to tear down framework {framework_id} of principal '{owner}' (teardown_frameworks)"
+        )
+    master.remove_framework(framework_id, f"torn down by the operator ({principal_of(request) or 'anonymous'})")
+    return web.Response(status=200)
 
 
 async def metrics_snapshot(request: web.Request) -> web.Response:
@@ -194,6 +231,7 @@ async def scheduler_api(request: web.Request) -> web.StreamResponse:
         if kind == "SUBSCRIBE":
             return await subscribe(request, master, call)
         framework = master.framework_for_call(call, request.headers.get("Mesos-Stream-Id"))
+        check_framework_principal(request, framework.info)
         dispatch_call(master, framework, kind, call)
     except CallError as error:
         return text_error(error.status, error.message)
@@ -222,8 +260,26 @@ def dispatch_call(master: Master, framework, kind: str, call: dict) -> None:
     handlers[kind]()
 
 
+def check_framework_principal(request: web.Request, framework_info: dict) -> None:
+    """An authenticated caller acts for its own framework only: its principal must be FrameworkInfo.principal."""
+    principal = principal_of(request)
+    claimed = framework_info.get("principal")
+    if principal is not None and principal != claimed:
+        raise CallError(
+            f"Authenticated principal '{principal}' does not match principal '{claimed or ''}' set in FrameworkInfo",
+            403,
+        )
+
+
 async def subscribe(request: web.Request, master: Master, call: dict) -> web.StreamResponse:
-    master.validate_subscribe(call)
+    info, framework_id = master.validate_subscribe(call)
+    # Refused before anything exists: no framework, no stream, no registry record.
+    check_framework_principal(request, info)
+    existing = master.frameworks.get(framework_id) if framework_id else None
+    if existing is not None:
+        # A failover may not hand someone else's framework to this principal.
+        check_framework_principal(request, existing.info)
+    master.authorize_roles(info)
     stream_id = str(uuid.uuid4())
     wants_recordio = "application/recordio" in request.headers.get("Accept", "")
     headers = {"Mesos-Stream-Id": stream_id, "Cache-Control": "no-cache"}
@@ -307,49 +363,89 @@ async def agent_call(request: web.Request, master: Master) -> web.Response:
 # ------------------------------------------------------------------------------- the application
 
 
+# Every route of the master, with who may call it (see access.py for what each kind means).
+ROUTES: list[tuple[str, str, Handler, Access]] = [
+    ("GET", "/health", health, Access.OPEN),
+    ("GET", "/version", version, Access.OPEN),
+    ("GET", "/redirect", redirect, Access.OPEN),
+    ("GET", "/master/redirect", redirect, Access.OPEN),
+    ("GET", "/master/redirect/{rest:.*}", redirect, Access.OPEN),
+    ("GET", "/metrics/snapshot", metrics_snapshot, Access.READ_ONLY),
+    ("POST", "/api/v1/scheduler", scheduler_api, Access.FRAMEWORK),
+    ("POST", "/internal/agent/subscribe", agent_subscribe, Access.AGENT),
+    ("POST", "/internal/agent/call", agent_call, Access.AGENT),
+]
+for _prefix in ("", "/master"):
+    ROUTES += [
+        ("GET", f"{_prefix}/state", master_state, Access.READ_ONLY),
+        ("GET", f"{_prefix}/state.json", master_state, Access.READ_ONLY),
+        ("GET", f"{_prefix}/state-summary", state_summary, Access.READ_ONLY),
+        ("GET", f"{_prefix}/frameworks", frameworks, Access.READ_ONLY),
+        ("GET", f"{_prefix}/slaves", slaves, Access.READ_ONLY),
+        ("GET", f"{_prefix}/tasks", tasks, Access.READ_ONLY),
+        ("GET", f"{_prefix}/tasks.json", tasks, Access.READ_ONLY),
+        ("POST", f"{_prefix}/teardown", teardown, Access.READ_WRITE),
+    ]
+# The UI's pages and static files are open, as Mesos's are; the data they fetch is not.
+UI_ACCESS = {UiRoute.PAGE: Access.OPEN, UiRoute.DATA: Access.READ_ONLY}
+
+
 def build_app(process: MasterProcess) -> web.Application:
     app = web.Application(client_max_size=MAX_BODY_BYTES)
     app[PROCESS_KEY] = process
-    routes = [
-        web.get("/health", health),
-        web.get("/version", version),
-        web.get("/redirect", redirect),
-        web.get("/master/redirect", redirect),
-        web.get("/master/redirect/{rest:.*}", redirect),
-        web.get("/metrics/snapshot", metrics_snapshot),
-        web.post("/api/v1/scheduler", scheduler_api),
-        web.post("/internal/agent/subscribe", agent_subscribe),
-        web.post("/internal/agent/call", agent_call),
-    ]
-    for prefix in ("", "/master"):
-        routes += [
-            web.get(f"{prefix}/state", master_state),
-            web.get(f"{prefix}/state.json", master_state),
-            web.get(f"{prefix}/state-summary", state_summary),
-            web.get(f"{prefix}/frameworks", frameworks),
-            web.get(f"{prefix}/slaves", slaves),
-            web.get(f"{prefix}/tasks", tasks),
-            web.get(f"{prefix}/tasks.json", tasks),
-        ]
-    app.add_routes(routes)
-    add_ui(app, process)
+    for method, path, handler, access in ROUTES:
+        add_route(app, method, path, handler, access)
+    for resource, ui_kind in add_ui(app, process).items():
+        classify(app, resource, UI_ACCESS[ui_kind])
+    process.security.install(app)
     return app
 
 
-def add_ui(app: web.Application, process: MasterProcess) -> None:
-    """Serve the master UI."""
+def add_ui(app: web.Application, process: MasterProcess) -> dict[web.AbstractResource, UiRoute]:
+    """Serve the master UI; answers the kind of each route it added."""
 
     def agent_address(agent_id: str) -> str | None:
         master = process.master
         agent = master.agents.get(agent_id) if master is not None else None
+        # Only an agent registered with this master and connected now: not one merely read back from the
+        # registry, nor one that stopped answering (its address may belong to something else by now).
+        if agent is None or not agent.active:
+            return None
         # Where the agent registered from (its pid, `slave(1)@<ip>:<port>`), not its hostname.
-        return agent.pid.partition("@")[2] if agent is not None else None
+        return agent.pid.partition("@")[2]
 
     def leader_url() -> str | None:
         leader = process.leader_info
         if process.master is not None or leader is None or leader.get("id") == process.info["id"]:
             return None
         address = leader.get("address") or {}
-        return f"http://{address.get('hostname') or leader.get('hostname')}:{address.get('port') or leader.get('port')}"
+        scheme = address.get("scheme") or "http"
+        host = address.get("hostname") or leader.get("hostname")
+        return f"{scheme}://{host}:{address.get('port') or leader.get('port')}"
 
-    add_master_ui(app, agent_address=agent_address, leader_url=leader_url)
+    def may_access_sandbox(request: web.Request, framework_id: str, executor_id: str, reported_user: str) -> bool:
+        """`access_sandboxes`: the user the executor runs as, from the master's own records when it has them."""
+        user = reported_user
+        master = process.master
+        framework = None
+        if master is not None:
+            framework = master.frameworks.get(framework_id) or next(
+                (item for item in master.completed_frameworks if item.framework_id == framework_id), None
+            )
+        if framework is not None:
+            user = framework.info.get("user") or user
+            for group in (framework.tasks.values(), framework.completed_tasks):
+                task = next((task for task in group if task.executor_id == executor_id), None)
+                if task is not None:
+                    user = task_user(task.info, framework.info)
+                    break
+        return process.security.allows("access_sandboxes", request, user)
+
+    security = process.security
+    return add_master_ui(
+        app,
+        agent_address=agent_address,
+        leader_url=leader_url,
+        agent_ssl_context=security.client_context(),
+        may_access_sandbox=None if security.authorizer.is_open else may_access_sandbox,
+    )

@@ -26,14 +26,14 @@ from mesolite.master import validation
 from mesolite.master.admission import AgentAdmission
 from mesolite.master.agents import AgentState, RegisteredAgent
 from mesolite.master.allocator import Allocation, Allocator
-from mesolite.master.frameworks import MAX_COMPLETED_TASKS, Framework
+from mesolite.master.frameworks import MAX_COMPLETED_TASKS, Framework, framework_roles
 from mesolite.master.liveness import AgentLiveness
 from mesolite.master.metrics import Timer
 from mesolite.master.offers import Offer
 from mesolite.master.recovery import Recovery
 from mesolite.master.registry import Registry
 from mesolite.master.streams import EventStream
-from mesolite.master.tasks import Task
+from mesolite.master.tasks import Task, task_user
 from mesolite.master.validation import (
     CallError,
     id_list,
@@ -51,6 +51,7 @@ from mesolite.protocol.v1 import (
     value_of,
 )
 from mesolite.resources import ResourceError, Resources
+from mesolite.security.authorization import Authorizer
 
 log = logging.getLogger(__name__)
 
@@ -79,9 +80,13 @@ class MasterSettings:
     max_completed_tasks_per_framework: int = MAX_COMPLETED_TASKS
     min_allocatable: list[Resources] | None = None
     role_weights: dict[str, float] = field(default_factory=dict)
+    # The ACLs (`--acls`) the master's own decisions follow: which roles and users a framework's principal may use.
+    authorizer: Authorizer = field(default_factory=Authorizer.open)
 
     @classmethod
-    def from_flags(cls, flags: SimpleNamespace, min_allocatable, role_weights) -> MasterSettings:
+    def from_flags(
+        cls, flags: SimpleNamespace, min_allocatable, role_weights, authorizer: Authorizer | None = None
+    ) -> MasterSettings:
         return cls(
             allocation_interval=flags.allocation_interval,
             agent_ping_timeout=flags.agent_ping_timeout,
@@ -93,6 +98,7 @@ class MasterSettings:
             max_completed_tasks_per_framework=flags.max_completed_tasks_per_framework,
             min_allocatable=min_allocatable,
             role_weights=role_weights,
+            authorizer=authorizer or Authorizer.open(),
         )
 
 
@@ -176,6 +182,21 @@ class Master:
 
     def validate_subscribe(self, call: dict) -> tuple[dict, str | None]:
         return validation.validate_subscribe(call)
+
+    def authorize_roles(self, info: dict) -> None:
+        """`register_frameworks`: the framework's principal (FrameworkInfo.principal) may use each of its roles,
+        else a 403 naming the first role refused."""
+        authorizer = self.settings.authorizer
+        if authorizer.is_open:
+            return
+        principal = info.get("principal") or None
+        for role in framework_roles(info):
+            if not authorizer.allows("register_frameworks", principal, role):
+                raise CallError(
+                    f"Not authorized to use role '{role}': principal '{principal or ''}' may not register "
+                    "frameworks in it (register_frameworks ACL)",
+                    403,
+                )
 
     def subscribe(self, call: dict, stream: EventStream) -> Framework | None:
         """Attach a SUBSCRIBE's stream: a new framework, or a known one failing over to this stream."""
@@ -551,6 +572,10 @@ class Master:
     def _launch(
         self, framework: Framework, agent: RegisteredAgent, role: str, task_info: dict, available: Resources
     ) -> Resources:
+        refusal = self._run_tasks_refusal(framework, task_info)
+        if refusal is not None:
+            self._master_update(framework, task_info, "TASK_ERROR", "REASON_TASK_UNAUTHORIZED", refusal)
+            return available
         resources, error = self._validate_task(framework, agent, task_info, available)
         if error is not None:
             self._master_update(framework, task_info, "TASK_ERROR", "REASON_TASK_INVALID", error)
@@ -589,6 +614,13 @@ class Master:
                 validated.append((task_info, resources))
         if error is None and not tasks:
             error = "LAUNCH_GROUP has no tasks"
+        refusals = [self._run_tasks_refusal(framework, task_info, executor) for task_info in tasks]
+        refusal = next((item for item in refusals if item is not None), None)
+        if error is None and refusal is not None:
+            # A group launches whole or not at all (as in Mesos): one task the principal may not run refuses it.
+            for task_info in tasks:
+                self._master_update(framework, task_info, "TASK_ERROR", "REASON_TASK_UNAUTHORIZED", refusal)
+            return available
         if error is None and len({value_of(task, "task_id") for task in tasks}) < len(tasks):
             error = "Task group has duplicate task IDs"
         if error is None and not available.contains(needed):
@@ -603,6 +635,20 @@ class Master:
             event("RUN_TASK_GROUP", {"framework": framework.info, "executor": executor, "task_group": {"tasks": tasks}})
         )
         return available - needed
+
+    def _run_tasks_refusal(self, framework: Framework, task_info: dict, executor: dict | None = None) -> str | None:
+        """Why the `run_tasks` ACL refuses this task, or None when the framework's principal may run it as its user.
+
+        The subject is the framework's principal (FrameworkInfo.principal: the authenticated one when frameworks
+        must authenticate), as in Mesos."""
+        authorizer = self.settings.authorizer
+        if authorizer.is_open:
+            return None
+        principal = framework.info.get("principal") or None
+        user = task_user(task_info, framework.info, executor)
+        if authorizer.allows("run_tasks", principal, user):
+            return None
+        return f"Not authorized to launch as user '{user}' (principal '{principal or ''}', run_tasks ACL)"
 
     def _add_task(
         self,

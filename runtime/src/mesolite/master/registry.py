@@ -12,6 +12,11 @@ Layout under the election path (next to the `json.info_` members, which detector
 Writes are coalesced: the master marks an agent or framework dirty, and a flush writes the newest
 snapshot of each dirty record (many status updates on one agent make one write). Admission and
 removal flush at once; task changes within `flush_interval`.
+
+With credentials in the `--zk` URL, both stores (and every record in them) are readable and writable only by
+those credentials, unlike the world-readable leader znodes beside them (see zookeeper/acls.py). Records of
+other credentials are refused with a `ZooKeeperAccessDenied` naming the path: `load` raises it (the term then
+cannot start), a flush logs it and keeps the records dirty.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ import json
 import logging
 from collections.abc import Callable
 
+from mesolite.zookeeper.acls import ZooKeeperAccessDenied
 from mesolite.zookeeper.session import ZooKeeperSession
 from mesolite.zookeeper.store import ZooKeeperStore
 
@@ -110,6 +116,9 @@ class Registry:
             self._wake.clear()
             try:
                 await self.flush()
+            except ZooKeeperAccessDenied as error:  # someone changed the ACLs under us: an operator must act
+                log.error("registry flush failed, will retry: %s", error)
+                await asyncio.sleep(self._flush_interval)
             except Exception as error:  # ZooKeeper trouble: keep the records dirty and try again
                 log.warning("registry flush failed, will retry: %s", error)
                 await asyncio.sleep(self._flush_interval)

@@ -25,12 +25,14 @@ from mesolite import MESOS_COMPATIBLE_VERSION
 from mesolite.flags import Flag, FlagError, FlagSet, boolean, duration
 from mesolite.http_server import start_http_server
 from mesolite.ids import IdGenerator, new_master_id
+from mesolite.master.access import MasterSecurity
 from mesolite.master.allocator import DEFAULT_MIN_ALLOCATABLE, parse_min_allocatable
 from mesolite.master.http import build_app
 from mesolite.master.master import Master, MasterSettings
 from mesolite.master.registry import Registry
 from mesolite.process import configure_logging, set_on_termination
 from mesolite.resources import ResourceError
+from mesolite.zookeeper.acls import ZooKeeperAccessDenied
 from mesolite.zookeeper.detector import ip_to_uint32, master_address
 from mesolite.zookeeper.url import ZooKeeperUrl, parse_zookeeper_url
 
@@ -57,7 +59,7 @@ FLAGS = FlagSet(
         Flag("hostname", str, None, "hostname advertised (default: looked up from the IP)"),
         Flag("hostname_lookup", boolean, True, "look the hostname up from the IP when --hostname is not given"),
         Flag("quorum", int, 1, "replicated log quorum (accepted for compatibility; the registry lives in ZooKeeper)"),
-        Flag("work_dir", str, "/var/lib/mesos", "accepted for compatibility with Mesos command lines: unused (no replicated log)"),
+        Flag("work_dir", str, "/var/lib/mesos", "accepted for compatibility with Mesos command lines; unused"),
         Flag("log_dir", str, None, "accepted for compatibility: logs go to stderr (journald)"),
         Flag("logging_level", str, "INFO", "INFO, WARNING or ERROR"),
         Flag("cluster", str, None, "human readable cluster name, shown in /state and the UI"),
@@ -91,8 +93,60 @@ FLAGS = FlagSet(
         Flag("roles", str, None, "accepted for compatibility (roles are implicit)"),
         Flag("framework_heartbeat_interval", duration, 15.0, "HEARTBEAT interval on scheduler streams (mesolite)"),
         Flag("registry_flush_interval", duration, 0.5, "how often changed registry records are written (mesolite)"),
-        Flag("authenticate_frameworks", boolean, False, "must stay false: framework authentication is not supported"),
-        Flag("authenticate_agents", boolean, False, "must stay false: agent authentication is not supported"),
+        Flag(
+            "authenticate_frameworks",
+            boolean,
+            False,
+            "frameworks must authenticate: a SUBSCRIBE needs HTTP Basic credentials (from --credentials) of the "
+            "principal its FrameworkInfo.principal names, and the framework's later calls the same principal",
+        ),
+        Flag(
+            "authenticate_http_frameworks",
+            boolean,
+            False,
+            "HTTP frameworks (the v1 scheduler API, /api/v1/scheduler) must authenticate, as with "
+            "--authenticate_frameworks (the only kind of framework this master serves)",
+        ),
+        Flag(
+            "http_framework_authenticators",
+            str,
+            "basic",
+            "how HTTP frameworks authenticate: only 'basic' (HTTP Basic against --credentials) is supported",
+        ),
+        Flag(
+            "credentials",
+            str,
+            None,
+            "file of the principals and secrets that may authenticate: JSON "
+            '{"credentials": [{"principal": ..., "secret": ...}]} or one "principal secret" per line',
+        ),
+        Flag(
+            "authenticate_http_readonly",
+            boolean,
+            False,
+            "read-only operator endpoints (/state, /frameworks, /slaves, /tasks, /metrics/snapshot, the UI's data "
+            "calls) need HTTP Basic credentials from --credentials",
+        ),
+        Flag(
+            "authenticate_http_readwrite",
+            boolean,
+            False,
+            "read-write operator endpoints (/teardown) need HTTP Basic credentials from --credentials",
+        ),
+        Flag(
+            "authenticate_agents",
+            boolean,
+            False,
+            "agents must authenticate: their calls to /internal/agent/* need HTTP Basic credentials from "
+            "--credentials (the agent's --credential)",
+        ),
+        Flag(
+            "acls",
+            str,
+            None,
+            "Mesos ACLs (JSON, inline or a file path) for register_frameworks, run_tasks, teardown_frameworks, "
+            "view_frameworks, view_tasks and access_sandboxes; without it everything is allowed",
+        ),
         Flag("webui_dir", str, None, "accepted for compatibility: the UI is built in"),
         Flag("max_completed_frameworks", int, 50, "completed frameworks kept for /state"),
         Flag("max_completed_tasks_per_framework", int, 1000, "completed tasks kept per framework for /state"),
@@ -234,9 +288,10 @@ class LeadershipLease:
 class MasterProcess:
     """One running master process: its MasterInfo, who leads, and the `Master` while this one does."""
 
-    def __init__(self, flags: SimpleNamespace, settings: MasterSettings):
+    def __init__(self, flags: SimpleNamespace, settings: MasterSettings, security: MasterSecurity | None = None):
         self.flags = flags
         self.settings = settings
+        self.security = security or MasterSecurity()
         self.start_time = time.time()
         ip = flags.advertise_ip or flags.ip or default_ip()
         port = flags.advertise_port or flags.port
@@ -251,6 +306,9 @@ class MasterProcess:
             "version": MESOS_COMPATIBLE_VERSION,
             "address": {"hostname": hostname, "ip": ip, "port": port},
         }
+        if self.security.tls.enabled:
+            # Mesos's Address has a scheme: schedulers and agents reach this master over https.
+            self.info["address"]["scheme"] = self.security.tls.scheme
         self.ids = IdGenerator(master_id)
         self._master: Master | None = None
         self.lease: LeadershipLease | None = None
@@ -290,6 +348,10 @@ class MasterProcess:
             log.info("elected leading master %s", self.info["pid"])
             try:
                 await master.start()
+            except ZooKeeperAccessDenied as error:  # the operator's mistake, said plainly: no traceback
+                log.error("recovering the registry failed: %s; giving up this term", error)
+                await master.stop("recovery failed")
+                raise
             except Exception:
                 log.exception("recovering the registry failed; giving up this term")
                 await master.stop("recovery failed")
@@ -335,16 +397,28 @@ async def run(flags: SimpleNamespace) -> None:
         min_allocatable = parse_min_allocatable(flags.min_allocatable_resources)
     except ResourceError as error:
         raise FlagError(f"--min_allocatable_resources: {error}") from None
-    if flags.authenticate_frameworks or flags.authenticate_agents:
-        raise FlagError("--authenticate_frameworks / --authenticate_agents are not supported by mesolite")
-    settings = MasterSettings.from_flags(flags, min_allocatable, parse_weights(flags.weights))
-    process = MasterProcess(flags, settings)
+    security = MasterSecurity.from_flags(flags)
+    settings = MasterSettings.from_flags(flags, min_allocatable, parse_weights(flags.weights), security.authorizer)
+    process = MasterProcess(flags, settings, security)
     warning = loopback_warning(process.info["address"]["ip"], advertised_ip_source(flags), flags.zk)
     if warning:
         log.warning(warning)
     app = build_app(process)
-    runner = await start_http_server(app, flags.ip or "0.0.0.0", flags.port, backlog=4096, handler_cancellation=True)
-    log.info("master %s listening on %s:%d", process.info["id"], flags.ip or "0.0.0.0", flags.port)
+    runner = await start_http_server(
+        app,
+        flags.ip or "0.0.0.0",
+        flags.port,
+        backlog=4096,
+        handler_cancellation=True,
+        ssl_context=security.server_context(),
+    )
+    log.info(
+        "master %s listening on %s://%s:%d",
+        process.info["id"],
+        security.tls.scheme,
+        flags.ip or "0.0.0.0",
+        flags.port,
+    )
 
     stop = asyncio.Event()
     set_on_termination(stop)

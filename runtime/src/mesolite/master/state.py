@@ -6,15 +6,47 @@ Everything here is computed on request: nothing is kept up to date per second.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from dataclasses import dataclass, field
 from types import SimpleNamespace
 
 from mesolite import MESOS_COMPATIBLE_VERSION, __version__
 from mesolite.master.agents import AgentState
 from mesolite.master.frameworks import Framework
 from mesolite.master.master import Master
+from mesolite.master.tasks import Task, task_user
 from mesolite.resources import Resources
+from mesolite.security.authorization import Authorizer
 
 BUILD_DATE = "2024-01-01 00:00:00"
+
+
+@dataclass(frozen=True)
+class Viewer:
+    """Who is looking: the views show only the frameworks and tasks the ACLs let this principal see
+    (`view_frameworks` by FrameworkInfo.user, `view_tasks` by the task's user), as Mesos filters them."""
+
+    authorizer: Authorizer = field(default_factory=Authorizer.open)
+    principal: str | None = None
+
+    def sees_framework(self, framework: Framework) -> bool:
+        return self.authorizer.allows("view_frameworks", self.principal, framework.info.get("user") or "")
+
+    def sees_task(self, framework: Framework, task: Task) -> bool:
+        return self.authorizer.allows("view_tasks", self.principal, task_user(task.info, framework.info))
+
+    def frameworks(self, frameworks: Iterable[Framework]) -> list[Framework]:
+        if self.authorizer.is_open:
+            return list(frameworks)
+        return [framework for framework in frameworks if self.sees_framework(framework)]
+
+    def tasks(self, framework: Framework, tasks: Iterable[Task]) -> list[Task]:
+        if self.authorizer.is_open:
+            return list(tasks)
+        return [task for task in tasks if self.sees_task(framework, task)]
+
+
+EVERYONE = Viewer()
 
 
 def build_info() -> dict:
@@ -27,7 +59,9 @@ def build_info() -> dict:
     }
 
 
-def framework_json(master: Master | None, framework: Framework, include_tasks: bool = True) -> dict:
+def framework_json(
+    master: Master | None, framework: Framework, include_tasks: bool = True, viewer: Viewer = EVERYONE
+) -> dict:
     used = Resources()
     for task in framework.tasks.values():
         if not task.terminal:
@@ -70,9 +104,13 @@ def framework_json(master: Master | None, framework: Framework, include_tasks: b
     if framework.reregistered_time is not None:
         result["reregistered_time"] = framework.reregistered_time
     if include_tasks:
-        result["tasks"] = [task.to_state_json() for task in framework.tasks.values()]
-        result["unreachable_tasks"] = [task.to_state_json() for task in framework.unreachable_tasks.values()]
-        result["completed_tasks"] = [task.to_state_json() for task in framework.completed_tasks]
+        result["tasks"] = [task.to_state_json() for task in viewer.tasks(framework, framework.tasks.values())]
+        result["unreachable_tasks"] = [
+            task.to_state_json() for task in viewer.tasks(framework, framework.unreachable_tasks.values())
+        ]
+        result["completed_tasks"] = [
+            task.to_state_json() for task in viewer.tasks(framework, framework.completed_tasks)
+        ]
     return result
 
 
@@ -87,7 +125,9 @@ def leader_fields(leader_info: dict | None) -> dict:
     }
 
 
-def master_state(master: Master, info: dict, flags: SimpleNamespace, start_time: float) -> dict:
+def master_state(
+    master: Master, info: dict, flags: SimpleNamespace, start_time: float, viewer: Viewer = EVERYONE
+) -> dict:
     agents = list(master.agents.values())
     state = {
         **build_info(),
@@ -104,8 +144,14 @@ def master_state(master: Master, info: dict, flags: SimpleNamespace, start_time:
         "flags": flags_json(flags),
         "slaves": [agent.to_state_json() for agent in agents if agent.state != AgentState.UNREACHABLE],
         "recovered_slaves": [agent.agent_info_json() for agent in agents if agent.state == AgentState.RECOVERED],
-        "frameworks": [framework_json(master, framework) for framework in master.frameworks.values()],
-        "completed_frameworks": [framework_json(None, framework) for framework in master.completed_frameworks],
+        "frameworks": [
+            framework_json(master, framework, viewer=viewer)
+            for framework in viewer.frameworks(master.frameworks.values())
+        ],
+        "completed_frameworks": [
+            framework_json(None, framework, viewer=viewer)
+            for framework in viewer.frameworks(master.completed_frameworks)
+        ],
         "orphan_tasks": [],
         "unregistered_frameworks": [],
     }
@@ -114,13 +160,13 @@ def master_state(master: Master, info: dict, flags: SimpleNamespace, start_time:
     return state
 
 
-def state_summary(master: Master, info: dict, flags: SimpleNamespace) -> dict:
+def state_summary(master: Master, info: dict, flags: SimpleNamespace, viewer: Viewer = EVERYONE) -> dict:
     """The cheap summary the UI polls: no tasks, counts only."""
     frameworks = []
-    for framework in master.frameworks.values():
+    for framework in viewer.frameworks(master.frameworks.values()):
         summary = framework_json(master, framework, include_tasks=False)
         counts: dict[str, int] = {}
-        for task in framework.tasks.values():
+        for task in viewer.tasks(framework, framework.tasks.values()):
             counts[task.state] = counts.get(task.state, 0) + 1
         summary.update(counts)
         frameworks.append(summary)
@@ -140,15 +186,15 @@ def slaves_json(master: Master) -> dict:
     }
 
 
-def frameworks_json(master: Master, framework_id: str | None = None) -> dict:
+def frameworks_json(master: Master, framework_id: str | None = None, viewer: Viewer = EVERYONE) -> dict:
     frameworks = [
-        framework_json(master, framework)
-        for framework in master.frameworks.values()
+        framework_json(master, framework, viewer=viewer)
+        for framework in viewer.frameworks(master.frameworks.values())
         if framework_id in (None, framework.framework_id)
     ]
     completed = [
-        framework_json(None, framework)
-        for framework in master.completed_frameworks
+        framework_json(None, framework, viewer=viewer)
+        for framework in viewer.frameworks(master.completed_frameworks)
         if framework_id in (None, framework.framework_id)
     ]
     return {"frameworks": frameworks, "completed_frameworks": completed, "unregistered_frameworks": []}
@@ -161,13 +207,14 @@ def tasks_json(
     order: str = "des",
     framework_id: str | None = None,
     task_id: str | None = None,
+    viewer: Viewer = EVERYONE,
 ) -> dict:
     tasks = []
-    for framework in master.frameworks.values():
+    for framework in viewer.frameworks(master.frameworks.values()):
         if framework_id not in (None, framework.framework_id):
             continue
         for group in (framework.tasks.values(), framework.unreachable_tasks.values(), framework.completed_tasks):
-            tasks += [task for task in group if task_id in (None, task.task_id)]
+            tasks += [task for task in viewer.tasks(framework, group) if task_id in (None, task.task_id)]
     tasks.sort(key=lambda task: task.created, reverse=(order != "asc"))
     return {"tasks": [task.to_state_json() for task in tasks[offset : offset + limit]]}
 

@@ -22,6 +22,18 @@ from mesolite.resources import Resources
 MAX_STATUS_HISTORY = 20
 
 
+def task_user(task_info: dict, framework_info: dict, executor_info: dict | None = None) -> str:
+    """The user a task runs as, as Mesos decides it: its CommandInfo.user, else its executor's, else the
+    framework's FrameworkInfo.user. ACLs (`run_tasks`, `view_tasks`, `access_sandboxes`) name this user."""
+    for holder in (task_info, task_info.get("executor"), executor_info):
+        command = holder.get("command") if isinstance(holder, dict) else None
+        user = command.get("user") if isinstance(command, dict) else None
+        if isinstance(user, str) and user:
+            return user
+    user = framework_info.get("user")
+    return user if isinstance(user, str) else ""
+
+
 @dataclass
 class Task:
     task_id: str

@@ -9,6 +9,15 @@ and the client finds the next leader (through ZooKeeper, or at the same fixed ad
 waiting by `RECONNECT_POLICY` between failed attempts (the wait starts over for each newly detected leader).
 An ERROR event is different: the master removed the framework, for good. `run()` then raises
 `FrameworkRemoved`, and the program decides what that means (Marathon exits so that a standby takes over).
+
+Security, as Mesos's scheduler library does it: with a `secret`, the SUBSCRIBE and every call carry
+`Authorization: Basic` for `principal` (which also becomes FrameworkInfo.principal unless the framework set
+one). A master that refuses the credentials (401) or the framework (403, an ACL) is final: `run()` raises
+`AuthenticationRefused` or `SchedulerError` naming the principal and the master's reason, with no retry. A
+master is reached over https when its MasterInfo advertises `address.scheme: https`, when `--master` was given as
+`https://host:port`, or when LIBPROCESS_SSL_ENABLED is true (libprocess's switch, for `host:port` masters, so that
+`--master=$(mesos-resolve …)` works); `ssl_context` (by default LIBPROCESS_SSL_CA_FILE's, see security/tls.py)
+verifies it.
 """
 
 from __future__ import annotations
@@ -18,13 +27,17 @@ import base64
 import contextlib
 import json
 import logging
+import ssl
 from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
 
 from mesolite.protocol.recordio import RecordIOError, read_records
 from mesolite.retry import Backoff, RetryPolicy
+from mesolite.security.authentication import basic_authorization
+from mesolite.security.tls import TlsSettings
 from mesolite.zookeeper.detector import MasterDetector, MasterLocation, master_address, parse_master_location
 
 log = logging.getLogger(__name__)
@@ -56,17 +69,36 @@ class SchedulerCallError(Exception):
         self.status = status
 
 
+class AuthenticationRefused(SchedulerError):
+    """The master answered 401: it needs credentials, or refused the ones given (the message names the principal)."""
+
+
 class NotSubscribed(SchedulerCallError):
     def __init__(self) -> None:
         super().__init__(0, "not subscribed to a master yet")
 
 
-class _Reconnect(Exception):
-    """End the current subscription and subscribe again (to `address` if given)."""
+@dataclass(frozen=True)
+class MasterEndpoint:
+    """Where one master's scheduler API is: `host:port` and the scheme it speaks."""
 
-    def __init__(self, reason: str, address: str | None = None) -> None:
+    address: str
+    scheme: str = "http"
+
+    @property
+    def url(self) -> str:
+        return f"{self.scheme}://{self.address}{SCHEDULER_PATH}"
+
+    def __str__(self) -> str:
+        return self.address if self.scheme == "http" else f"{self.scheme}://{self.address}"
+
+
+class _Reconnect(Exception):
+    """End the current subscription and subscribe again (to `endpoint` if given)."""
+
+    def __init__(self, reason: str, endpoint: MasterEndpoint | None = None) -> None:
         super().__init__(reason)
-        self.address = address
+        self.endpoint = endpoint
 
 
 class SchedulerClient:
@@ -84,20 +116,34 @@ class SchedulerClient:
         on_event: EventHandler,
         *,
         implicit_acknowledgements: bool = False,
-        credentials: tuple[str, str] | None = None,
+        principal: str | None = None,
+        secret: str | None = None,
+        ssl_context: ssl.SSLContext | None = None,
         reconnect_delay: float | None = None,
         missed_heartbeats: int = MISSED_HEARTBEATS_BEFORE_RECONNECT,
     ) -> None:
+        if secret is not None and not principal:
+            raise ValueError("a secret needs a principal")
         self.location = parse_master_location(master) if isinstance(master, str) else master
         self.framework_info = dict(framework_info)
+        if principal and not self.framework_info.get("principal"):
+            self.framework_info["principal"] = principal
+        self.principal: str | None = principal or self.framework_info.get("principal")
         self.framework_id: str | None = (framework_info.get("id") or {}).get("value")
         self.stream_id: str | None = None
         self.master_address: str | None = None  # host:port of the master we are subscribed to
+        self.master_url: str | None = None  # its scheduler API's URL (http or https)
         self.master_info: dict | None = None
         self.heartbeat_interval = DEFAULT_HEARTBEAT_INTERVAL
         self._on_event = on_event
         self._implicit_acknowledgements = implicit_acknowledgements
-        self._auth = aiohttp.BasicAuth(*credentials) if credentials else None
+        self._authorization = {"Authorization": basic_authorization(principal, secret)} if principal and secret else {}
+        self._has_secret = secret is not None
+        # Read once, here: bad LIBPROCESS_SSL_* settings are the caller's startup error (TlsError), not a retry.
+        tls = TlsSettings.from_environment()
+        self._ssl_context = ssl_context or tls.client_context()
+        # The scheme of masters that do not say theirs: https:// in --master, else libprocess's switch.
+        self._default_scheme = self.location.scheme or ("https" if tls.enabled else "http")
         # `reconnect_delay` (tests) replaces the policy's first wait; the wait still grows from there.
         policy = RECONNECT_POLICY
         if reconnect_delay is not None:
@@ -107,7 +153,9 @@ class SchedulerClient:
         self._missed_heartbeats = missed_heartbeats
         self._http: aiohttp.ClientSession | None = None
         self._detector: MasterDetector | None = None
-        self._leader_address: str | None = self.location.address
+        self._leader: MasterEndpoint | None = (
+            MasterEndpoint(self.location.address, self._default_scheme) if self.location.address else None
+        )
         self._leader_changed = asyncio.Event()
         self._leader_generation = 0  # counts detected leader changes: each one restarts the back-off
         self._stopping = asyncio.Event()
@@ -117,28 +165,35 @@ class SchedulerClient:
 
     async def run(self) -> None:
         # `sock_connect`, not `connect`: waiting for a free pooled connection under load is not a dead master.
-        self._http = aiohttp.ClientSession(auth=self._auth, timeout=aiohttp.ClientTimeout(total=30, sock_connect=5))
+        self._http = aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(ssl=self._ssl_context),
+            timeout=aiohttp.ClientTimeout(total=30, sock_connect=5),
+        )
         try:
             if self.location.zookeeper is not None:
                 self._detector = MasterDetector(self.location.zookeeper, on_change=self._on_leader_change)
                 await self._detector.start()
-            redirected_to: str | None = None
+            redirected_to: MasterEndpoint | None = None
             while not self._stopping.is_set():
-                address = redirected_to or await self._wait_for_leader()
-                if address is None:
+                endpoint = redirected_to or await self._wait_for_leader()
+                if endpoint is None:
                     break
                 redirected_to = None
                 generation = self._leader_generation
                 try:
-                    await self._subscribe_and_read(address)
+                    await self._subscribe_and_read(endpoint)
                     if self._stopping.is_set():
                         break
-                    log.warning("subscription stream to %s ended; subscribing again", address)
+                    log.warning("subscription stream to %s ended; subscribing again", endpoint)
                 except _Reconnect as reconnect:
-                    redirected_to = reconnect.address
+                    redirected_to = reconnect.endpoint
                     log.warning("reconnecting: %s", reconnect)
+                except aiohttp.ClientConnectorCertificateError as error:
+                    # Logged as an error: retrying reaches the same certificate until someone fixes the CA or
+                    # the master's certificate (the master may be mid-rollout, so the client keeps trying).
+                    log.error("the certificate of the master at %s is not trusted: %s", endpoint, error)
                 except (aiohttp.ClientError, RecordIOError, OSError, TimeoutError, ValueError) as error:
-                    log.warning("subscription to %s failed: %s", address, error or type(error).__name__)
+                    log.warning("subscription to %s failed: %s", endpoint, error or type(error).__name__)
                 self._disconnected()
                 if self._leader_generation != generation:
                     self._reconnect_backoff.reset()  # a new leader: try it at once, back off afresh
@@ -173,41 +228,50 @@ class SchedulerClient:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._leader_changed.wait(), remaining)
 
-    async def _wait_for_leader(self) -> str | None:
+    async def _wait_for_leader(self) -> MasterEndpoint | None:
         while not self._stopping.is_set():
-            if self._leader_address is not None:
-                return self._leader_address
+            if self._leader is not None:
+                return self._leader
             log.info("waiting for a leading master in %s", self.location.zookeeper)
             self._leader_changed.clear()
             await self._leader_changed.wait()
         return None
 
     def _on_leader_change(self, leader: dict | None) -> None:
-        self._leader_address = master_address(leader) if leader else None
+        self._leader = self._endpoint_of(leader) if leader else None
         self._leader_generation += 1
         self._leader_changed.set()
 
+    def _endpoint_of(self, leader: dict) -> MasterEndpoint:
+        """A detected leader's endpoint: its MasterInfo's `address.scheme` when it advertises one."""
+        scheme = str((leader.get("address") or {}).get("scheme") or self._default_scheme).lower()
+        return MasterEndpoint(master_address(leader), scheme)
+
+    def _headers(self, headers: dict[str, str]) -> dict[str, str]:
+        return {**headers, **self._authorization}
+
     # --- the subscription stream ------------------------------------------------------------------
 
-    async def _subscribe_and_read(self, address: str) -> None:
-        """Subscribe at `address` and deliver events until the stream ends or must be abandoned."""
+    async def _subscribe_and_read(self, endpoint: MasterEndpoint) -> None:
+        """Subscribe at `endpoint` and deliver events until the stream ends or must be abandoned."""
         assert self._http is not None
         subscribe: dict[str, Any] = {"type": "SUBSCRIBE", "subscribe": {"framework_info": self._framework_info()}}
         if self.framework_id:
             subscribe["framework_id"] = {"value": self.framework_id}
         self._leader_changed.clear()
         async with self._http.post(
-            f"http://{address}{SCHEDULER_PATH}",
+            endpoint.url,
             data=json.dumps(subscribe),
-            headers={"Content-Type": "application/json", "Accept": "application/json"},
+            headers=self._headers({"Content-Type": "application/json", "Accept": "application/json"}),
             allow_redirects=False,
             # The stream lives for as long as the framework: no total timeout; the heartbeat watchdog decides.
             timeout=aiohttp.ClientTimeout(total=None, sock_connect=5),
         ) as response:
-            await self._check_subscribe_response(address, response)
+            await self._check_subscribe_response(endpoint, response)
             self.stream_id = response.headers.get("Mesos-Stream-Id")
-            self.master_address = address
-            log.info("subscribed at %s (stream %s)", address, self.stream_id)
+            self.master_address = endpoint.address
+            self.master_url = endpoint.url
+            log.info("subscribed at %s (stream %s)", endpoint, self.stream_id)
             records = read_records(response.content).__aiter__()
             while True:
                 record = await self._next_record(records)
@@ -216,20 +280,34 @@ class SchedulerClient:
                 if await self._handle(json.loads(record)):
                     return
 
-    async def _check_subscribe_response(self, address: str, response: aiohttp.ClientResponse) -> None:
+    async def _check_subscribe_response(self, endpoint: MasterEndpoint, response: aiohttp.ClientResponse) -> None:
         if response.status == 200:
             return
         body = (await response.text())[:500].strip()
         if response.status in (301, 302, 307, 308):
             location = response.headers.get("Location", "")
-            leader = _address_from_location(location)
-            if leader is None or leader == address:
-                raise _Reconnect(f"{address} redirected to an unusable location '{location}'")
-            raise _Reconnect(f"{address} is not the leader; it redirected to {leader}", leader)
+            leader = _endpoint_from_location(location, endpoint.scheme)
+            if leader is None or leader == endpoint:
+                raise _Reconnect(f"{endpoint} redirected to an unusable location '{location}'")
+            raise _Reconnect(f"{endpoint} is not the leader; it redirected to {leader}", leader)
         if response.status == 503 or response.status >= 500:
-            raise _Reconnect(f"{address} answered {response.status} ({body or 'no leader yet'})")
+            raise _Reconnect(f"{endpoint} answered {response.status} ({body or 'no leader yet'})")
         # 400 (bad FrameworkInfo), 401/403 (not allowed or removed), 415...: retrying cannot help.
-        raise SchedulerError(f"master at {address} refused the subscription: HTTP {response.status}: {body}")
+        if response.status == 401:
+            raise AuthenticationRefused(f"master at {endpoint} {self._refusal_of_credentials()} (HTTP 401)")
+        if response.status == 403:
+            raise SchedulerError(
+                f"master at {endpoint} refused framework '{self.framework_info.get('name', '')}' of principal "
+                f"'{self.principal or '(none)'}': HTTP 403: {body or 'forbidden'}"
+            )
+        raise SchedulerError(f"master at {endpoint} refused the subscription: HTTP {response.status}: {body}")
+
+    def _refusal_of_credentials(self) -> str:
+        if self._has_secret:
+            return f"refused the credentials of principal '{self.principal}'"
+        if self.principal:
+            return f"refused principal '{self.principal}' without a secret: it requires authentication"
+        return "refused an unauthenticated framework: it requires a principal and a secret"
 
     async def _next_record(self, records) -> bytes | None:
         """The next record, or None at the end; `_Reconnect` when heartbeats stop or the leader changes.
@@ -260,7 +338,7 @@ class SchedulerClient:
         if self._stopping.is_set():
             return None
         if changed in done:
-            raise _Reconnect(f"the leading master changed to {self._leader_address or 'none'}")
+            raise _Reconnect(f"the leading master changed to {self._leader or 'none'}")
         raise _Reconnect(f"no event for {self._missed_heartbeats} heartbeat intervals from {self.master_address}")
 
     async def _handle(self, event: dict) -> bool:
@@ -297,16 +375,18 @@ class SchedulerClient:
 
     async def call(self, call: dict[str, Any]) -> None:
         """Send a call to the master we are subscribed to; `SchedulerCallError` unless it is accepted (2xx)."""
-        if self._http is None or not self.stream_id or not self.master_address or not self.framework_id:
+        if self._http is None or not self.stream_id or not self.master_url or not self.framework_id:
             raise NotSubscribed()
         body = {"framework_id": {"value": self.framework_id}, **call}
         try:
             async with self._http.post(
-                f"http://{self.master_address}{SCHEDULER_PATH}",
+                self.master_url,
                 data=json.dumps(body),
-                headers={"Content-Type": "application/json", "Mesos-Stream-Id": self.stream_id},
+                headers=self._headers({"Content-Type": "application/json", "Mesos-Stream-Id": self.stream_id}),
                 allow_redirects=False,
             ) as response:
+                if response.status == 401:
+                    raise SchedulerCallError(401, f"{call.get('type')} refused: {self._refusal_of_credentials()}")
                 if response.status // 100 != 2:
                     message = (await response.text())[:500].strip()
                     raise SchedulerCallError(response.status, f"{call.get('type')} refused: {message}")
@@ -396,14 +476,20 @@ class SchedulerClient:
         await self.stop()
 
 
-def _address_from_location(location: str) -> str | None:
-    """host:port from a redirect's Location (`//host:port/path` as Mesos writes it, or a full URL)."""
+def _endpoint_from_location(location: str, current_scheme: str) -> MasterEndpoint | None:
+    """The leader a redirect names: `//host:port/path` as Mesos writes it (the scheme stays), or a full URL."""
     text = location.strip()
+    scheme = current_scheme
     if text.startswith("//"):
         text = text[2:]
     elif "://" in text:
-        text = text.split("://", 1)[1]
+        scheme, text = text.split("://", 1)
+        scheme = scheme.lower()
+        if scheme not in ("http", "https"):
+            return None
+        if current_scheme == "https":
+            scheme = "https"  # never downgrade: the credentials would then cross the network in clear
     else:
         return None
     address = text.split("/", 1)[0]
-    return address or None
+    return MasterEndpoint(address, scheme) if address else None

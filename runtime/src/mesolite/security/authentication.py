@@ -2,7 +2,9 @@
 `--http_credentials` do it.
 
 A service decides, per request, whether the request needs a principal and in which realm (`realm_for`): the
-master's scheduler API, its operator endpoints and its agents' endpoints each have their own flag. A request that
+master's scheduler API, its operator endpoints and its agents' endpoints each have their own flag. Services say
+what each route is (`Access`) where they add it to their router (`add_route`), so that a new route cannot be
+forgotten; `route_access` reads it back for a request (a route nobody classified counts as READ_WRITE). A request that
 needs one and has no valid credentials gets 401 with `WWW-Authenticate: Basic realm="..."`; otherwise the handler
 runs with `request[PRINCIPAL]` set to the authenticated principal, or None (authorization decides what an
 anonymous request may do).
@@ -12,6 +14,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import enum
 import hmac
 import json
 import logging
@@ -25,6 +28,42 @@ log = logging.getLogger(__name__)
 PRINCIPAL = web.RequestKey("principal", str | None)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+class Access(enum.Enum):
+    """What a route does, hence which flag closes it."""
+
+    OPEN = "open"  # left open as Mesos leaves it (health, version, redirects, UI pages)
+    READ_ONLY = "read-only"  # views: --authenticate_http_readonly
+    READ_WRITE = "read-write"  # changes: --authenticate_http_readwrite
+    FRAMEWORK = "framework"  # the scheduler API: --authenticate_frameworks / --authenticate_http_frameworks
+    AGENT = "agent"  # the agents' calls to the master: --authenticate_agents
+
+
+# Each application's routes (their resources) with what they are.
+ROUTE_ACCESS = web.AppKey("route_access", dict)
+
+
+def add_route(app: web.Application, method: str, path: str, handler: Handler, access: Access) -> web.AbstractRoute:
+    """Add a route to `app`'s router together with what it is."""
+    route = app.router.add_get(path, handler) if method == "GET" else app.router.add_route(method, path, handler)
+    classify(app, route.resource, access)
+    return route
+
+
+def classify(app: web.Application, resource: web.AbstractResource | None, access: Access) -> None:
+    """Record what a route added by other means (e.g. static files) is."""
+    if ROUTE_ACCESS not in app:
+        app[ROUTE_ACCESS] = {}
+    app[ROUTE_ACCESS][resource] = access
+
+
+def route_access(request: web.Request) -> Access | None:
+    """What the request's route is; None when no route matched (a 404 or 405 reveals nothing)."""
+    resource = request.match_info.route.resource
+    if resource is None:
+        return None
+    return request.app.get(ROUTE_ACCESS, {}).get(resource, Access.READ_WRITE)
 
 
 def basic_authorization(principal: str, secret: str) -> str:

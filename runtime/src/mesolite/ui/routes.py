@@ -3,12 +3,21 @@
 Both UIs are static pages that read the service's own public JSON API from the browser, so the only
 server-side logic here is serving files safely and, for the master, proxying an agent's `/files` API:
 the browser talks to the master alone and never needs a route to an agent.
+
+The proxy is on the master's own origin, so what an agent answers must never be able to act as the master's
+page: answers are re-encoded by the master (JSON it parsed, or plain text), with types the master chooses and
+`nosniff`, never the agent's content type. It reaches only agents the master's `agent_address` names (registered
+and connected), over https when the master has a client TLS context, and forwards the caller's `Authorization`
+so that an agent requiring credentials sees the same principal the master did.
 """
 
 from __future__ import annotations
 
+import enum
 import inspect
 import json
+import os
+import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
@@ -44,8 +53,24 @@ MAX_READ_LENGTH = 1024 * 1024
 
 AgentAddress = Callable[[str], str | Awaitable[str | None] | None]
 LeaderUrl = Callable[[], str | None]
+# (request, framework id, executor id, the framework's user as the agent reports it) -> may the caller read it?
+SandboxAccess = Callable[[web.Request, str, str, str], bool]
+
+# What the proxy answers with: always these types, whatever the agent said.
+PROXY_HEADERS = {"X-Content-Type-Options": "nosniff", "Cache-Control": "no-store"}
+TEXT_TYPE = "text/plain"
+
+
+class UiRoute(enum.Enum):
+    """The kind of a UI route, for the service's authentication: pages are open, data calls are not."""
+
+    PAGE = "page"  # the page itself and its static files: nothing in them is secret
+    DATA = "data"  # what the page fetches: the sandbox proxy
+
 
 _agent_address_key = web.AppKey("mesolite_ui_agent_address", object)
+_agent_ssl_key = web.AppKey("mesolite_ui_agent_ssl", object)
+_sandbox_access_key = web.AppKey("mesolite_ui_sandbox_access", object)
 _agent_timeout_key = web.AppKey("mesolite_ui_agent_timeout", float)
 _client_session_key = web.AppKey("mesolite_ui_client_session", aiohttp.ClientSession)
 
@@ -56,21 +81,32 @@ def add_master_ui(
     agent_address: AgentAddress,
     leader_url: LeaderUrl | None = None,
     agent_timeout: float = 10.0,
-) -> None:
-    """Serve the master UI at `/` and the sandbox proxy under `/ui/api/agents/{agent_id}/`.
+    agent_ssl_context: ssl.SSLContext | None = None,
+    may_access_sandbox: SandboxAccess | None = None,
+) -> dict[web.AbstractResource, UiRoute]:
+    """Serve the master UI at `/` and the sandbox proxy under `/ui/api/agents/{agent_id}/`; answers the kind of
+    every route added (for the master's authentication).
 
     `agent_address(agent_id)` (plain or async) answers the agent's "host:port" from the master's
     registry, or None for an agent the master does not know. `leader_url()` answers the base URL of the
     leading master (e.g. "http://10.0.0.2:5050") when another master leads, and None when this one
     leads or no leader is known: the page of a non-leading master then redirects to the leader's.
+    `agent_ssl_context`: reach agents over https, verifying them with it. `may_access_sandbox`: the
+    `access_sandboxes` decision (None: everyone may); with it, reads are limited to sandbox directories.
     """
-    _add_pages(app, "master", leader_url)
+    routes = dict.fromkeys(_add_pages(app, "master", leader_url), UiRoute.PAGE)
     app[_agent_address_key] = agent_address
     app[_agent_timeout_key] = agent_timeout
+    app[_agent_ssl_key] = agent_ssl_context
+    app[_sandbox_access_key] = may_access_sandbox
     app.cleanup_ctx.append(_client_session)
-    app.router.add_get("/ui/api/agents/{agent_id}/sandbox", _sandbox_directory)
-    app.router.add_get("/ui/api/agents/{agent_id}/files/read", _proxy_files_read)
-    app.router.add_get("/ui/api/agents/{agent_id}/files/browse", _proxy_files_browse)
+    for path, handler in (
+        ("/ui/api/agents/{agent_id}/sandbox", _sandbox_directory),
+        ("/ui/api/agents/{agent_id}/files/read", _proxy_files_read),
+        ("/ui/api/agents/{agent_id}/files/browse", _proxy_files_browse),
+    ):
+        routes[app.router.add_get(path, handler).resource] = UiRoute.DATA
+    return routes
 
 
 def add_marathon_ui(app: web.Application) -> None:
@@ -81,7 +117,7 @@ def add_marathon_ui(app: web.Application) -> None:
 # ---------------------------------------------------------------------------------------------- pages
 
 
-def _add_pages(app: web.Application, ui_name: str, leader_url: LeaderUrl | None) -> None:
+def _add_pages(app: web.Application, ui_name: str, leader_url: LeaderUrl | None) -> list[web.AbstractResource]:
     index = STATIC_ROOT / ui_name / "index.html"
 
     async def serve_index(request: web.Request) -> web.StreamResponse:
@@ -94,10 +130,12 @@ def _add_pages(app: web.Application, ui_name: str, leader_url: LeaderUrl | None)
         # Marathon's own UI lived at /ui/: old bookmarks keep working.
         raise web.HTTPFound("/")
 
-    app.router.add_get("/", serve_index)
-    app.router.add_get("/ui", redirect_to_index)
-    app.router.add_get("/ui/", redirect_to_index)
-    app.router.add_get("/ui/static/{path:.+}", _serve_static)
+    return [
+        app.router.add_get("/", serve_index).resource,
+        app.router.add_get("/ui", redirect_to_index).resource,
+        app.router.add_get("/ui/", redirect_to_index).resource,
+        app.router.add_get("/ui/static/{path:.+}", _serve_static).resource,
+    ]
 
 
 async def _serve_static(request: web.Request) -> web.StreamResponse:
@@ -115,13 +153,15 @@ async def _serve_static(request: web.Request) -> web.StreamResponse:
 
 async def _client_session(app: web.Application) -> AsyncIterator[None]:
     timeout = aiohttp.ClientTimeout(total=app[_agent_timeout_key])
-    async with aiohttp.ClientSession(timeout=timeout) as session:
+    context = app.get(_agent_ssl_key)
+    connector = aiohttp.TCPConnector(ssl=context) if context is not None else None
+    async with aiohttp.ClientSession(timeout=timeout, connector=connector) as session:
         app[_client_session_key] = session
         yield
 
 
 def _error(status: int, message: str) -> web.Response:
-    return web.json_response({"message": message}, status=status)
+    return web.json_response({"message": message}, status=status, headers=PROXY_HEADERS)
 
 
 async def _locate_agent(request: web.Request) -> str:
@@ -145,15 +185,62 @@ async def _call_agent(request: web.Request, path: str, params: dict[str, str]) -
     """GET `path` on the agent named in the URL; answers (status, body, content type)."""
     address = await _locate_agent(request)
     agent_id = request.match_info["agent_id"]
-    url = f"http://{address}{path}"
+    scheme = "https" if request.app.get(_agent_ssl_key) is not None else "http"
+    url = f"{scheme}://{address}{path}"
+    # The caller's credentials, for an agent that requires them (the master authenticated the same header).
+    headers = {"Authorization": request.headers["Authorization"]} if "Authorization" in request.headers else {}
+    session = request.app[_client_session_key]
     try:
-        async with request.app[_client_session_key].get(url, params=params, allow_redirects=False) as response:
+        async with session.get(url, params=params, headers=headers, allow_redirects=False) as response:
             body = await response.read()
             return response.status, body, response.content_type
     except TimeoutError as error:
         raise _HttpError(504, f"agent {agent_id} at {address} did not answer {path} in time") from error
     except aiohttp.ClientError as error:
         raise _HttpError(502, f"agent {agent_id} at {address} could not be reached: {error}") from error
+
+
+def _relay(status: int, body: bytes, what: str) -> web.Response:
+    """An agent's answer, re-encoded by the master: JSON it could parse (200), else plain text (errors).
+
+    Never the agent's own content type: an agent that answered HTML would otherwise be a page of the master's
+    origin."""
+    if status != 200:
+        text = body.decode("utf-8", errors="replace")
+        return web.Response(status=status, text=text, content_type=TEXT_TYPE, charset="utf-8", headers=PROXY_HEADERS)
+    try:
+        document = json.loads(body)
+    except ValueError:
+        return _error(502, f"the agent answered {what} with something that is not JSON")
+    return web.json_response(document, headers=PROXY_HEADERS)
+
+
+def _within(path: str, directory: str) -> bool:
+    path, directory = os.path.normpath(path), os.path.normpath(directory)
+    return path == directory or path.startswith(directory.rstrip("/") + "/")
+
+
+async def _authorize_path(request: web.Request, path: str) -> None:
+    """With `access_sandboxes` in force: `path` must lie in a sandbox the caller may access (403 otherwise).
+    The agent's /state says which executor's sandbox holds it."""
+    may_access = request.app.get(_sandbox_access_key)
+    if may_access is None:
+        return
+    status, body, _content_type = await _call_agent(request, "/state", {})
+    if status != 200:
+        raise _HttpError(502 if status not in (401, 403) else status, f"agent answered {status} to /state")
+    try:
+        state = json.loads(body)
+    except ValueError:
+        raise _HttpError(502, "agent answered /state with something that is not JSON") from None
+    for framework in [*state.get("frameworks", []), *state.get("completed_frameworks", [])]:
+        for executor in [*framework.get("executors", []), *framework.get("completed_executors", [])]:
+            directory = executor.get("directory")
+            if isinstance(directory, str) and directory and _within(path, directory):
+                if may_access(request, framework.get("id", ""), executor.get("id", ""), framework.get("user", "")):
+                    return
+                raise _HttpError(403, f"Not authorized to access the sandbox holding '{path}' (access_sandboxes)")
+    raise _HttpError(403, f"'{path}' is not in a sandbox this master can authorize access to")
 
 
 def _proxy_errors(handler: Callable[[web.Request], Awaitable[web.StreamResponse]]):
@@ -180,8 +267,9 @@ async def _proxy_files_read(request: web.Request) -> web.StreamResponse:
             except ValueError:
                 return _error(400, f"query parameter '{name}' must be an integer, got '{query[name]}'")
     params["length"] = str(min(int(params.get("length", MAX_READ_LENGTH)), MAX_READ_LENGTH))
-    status, body, content_type = await _call_agent(request, "/files/read", params)
-    return web.Response(status=status, body=body, content_type=content_type)
+    await _authorize_path(request, params["path"])
+    status, body, _content_type = await _call_agent(request, "/files/read", params)
+    return _relay(status, body, "/files/read")
 
 
 @_proxy_errors
@@ -189,8 +277,9 @@ async def _proxy_files_browse(request: web.Request) -> web.StreamResponse:
     """The agent's `/files/browse` (Mesos format: a list of file entries)."""
     if "path" not in request.query:
         return _error(400, "query parameter 'path' is required")
-    status, body, content_type = await _call_agent(request, "/files/browse", {"path": request.query["path"]})
-    return web.Response(status=status, body=body, content_type=content_type)
+    await _authorize_path(request, request.query["path"])
+    status, body, _content_type = await _call_agent(request, "/files/browse", {"path": request.query["path"]})
+    return _relay(status, body, "/files/browse")
 
 
 @_proxy_errors
@@ -216,7 +305,13 @@ async def _sandbox_directory(request: web.Request) -> web.StreamResponse:
     if directory is None:
         reason = f"agent no longer knows the sandbox of task '{task_id}' (it may have been garbage collected)"
         return _error(404, reason)
-    return web.json_response({"directory": directory})
+    may_access = request.app.get(_sandbox_access_key)
+    if may_access is not None:
+        frameworks = state.get("frameworks", [])
+        user = next((item.get("user", "") for item in frameworks if item.get("id") == framework_id), "")
+        if not may_access(request, framework_id, executor_id or task_id, user):
+            return _error(403, f"Not authorized to access the sandbox of task '{task_id}' (access_sandboxes)")
+    return web.json_response({"directory": directory}, headers=PROXY_HEADERS)
 
 
 def find_sandbox_directory(agent_state: dict, framework_id: str, executor_id: str, task_id: str) -> str | None:

@@ -14,9 +14,10 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
-from kazoo.exceptions import NoNodeError
+from kazoo.exceptions import NoAuthError, NoNodeError
 
 from mesolite.retry import RetryPolicy
+from mesolite.zookeeper.acls import ZooKeeperAccessDenied, access_denied
 from mesolite.zookeeper.election import MASTER_INFO_LABEL
 from mesolite.zookeeper.membership import Member, leading_member
 from mesolite.zookeeper.session import SessionState, WatchedEvaluation, ZooKeeperSession
@@ -33,6 +34,9 @@ LeaderCallback = Callable[[MasterInfo | None], Awaitable[None] | None]
 # Reaching ZooKeeper for the first time: a process may start before its ensemble does, and serves its own
 # API meanwhile, so a slow retry costs nothing.
 ZOOKEEPER_START_RETRY = RetryPolicy(initial=0.5, maximum=5.0)
+# The masters' path refuses our credentials (someone protected it against the Mesos convention): read it
+# again now and then, so that a fixed ACL is noticed without a restart.
+REFUSED_RETRY = RetryPolicy(initial=1.0, maximum=30.0)
 HTTP_SCHEMES = ("http://", "https://")
 
 
@@ -43,6 +47,9 @@ class MasterLocation:
 
     zookeeper: ZooKeeperUrl | None = None
     address: str | None = None
+    # "https" when the address was given as https://host:port; None when not said (a client then follows
+    # LIBPROCESS_SSL_ENABLED, and a detected leader's MasterInfo tells its own scheme).
+    scheme: str | None = None
 
     def __str__(self) -> str:
         return str(self.zookeeper) if self.zookeeper is not None else str(self.address)
@@ -56,8 +63,9 @@ def parse_master_location(value: str) -> MasterLocation:
         text = read_url_file(text)
     if text.startswith(ZOOKEEPER_SCHEME):
         return MasterLocation(zookeeper=parse_zookeeper_url(text))
-    for scheme in HTTP_SCHEMES:
-        text = text.removeprefix(scheme)
+    scheme = next((scheme for scheme in HTTP_SCHEMES if text.lower().startswith(scheme)), None)
+    if scheme is not None:
+        text = text[len(scheme) :]
     address = text.split("/", 1)[0]
     host, separator, port = address.rpartition(":")
     if not separator or not host or not port.isdigit() or not 0 < int(port) < 65536:
@@ -65,13 +73,15 @@ def parse_master_location(value: str) -> MasterLocation:
             f"invalid master '{value}': expected zk://host:port[,host:port]/path, file:///path holding one, "
             "or host:port"
         )
-    return MasterLocation(address=address)
+    return MasterLocation(address=address, scheme=scheme.removesuffix("://") if scheme else None)
 
 
 async def leader_addresses(location: MasterLocation) -> AsyncIterator[str | None]:
-    """`host:port` of the leading master, now and after every change (None while there is none)."""
+    """`scheme://host:port` of the leading master, now and after every change (None while there is none): https
+    when its MasterInfo says so (a master with TLS), or when a fixed `--master` was given as https:// (a client
+    with LIBPROCESS_SSL_ENABLED speaks TLS to any master, as libprocess does)."""
     if location.zookeeper is None:
-        yield location.address
+        yield f"{location.scheme or 'http'}://{location.address}"
         await asyncio.Event().wait()  # a fixed master never changes
         return
     detector = MasterDetector(location.zookeeper)
@@ -86,7 +96,7 @@ async def leader_addresses(location: MasterLocation) -> AsyncIterator[str | None
             await asyncio.sleep(delay)
     try:
         async for leader in detector.changes():
-            yield None if leader is None else master_address(leader)
+            yield None if leader is None else master_url(leader)
     finally:
         await detector.stop()
 
@@ -112,6 +122,12 @@ def master_address(info: MasterInfo) -> str:
     if "@" in pid:
         return pid.split("@", 1)[1]
     raise ValueError(f"MasterInfo has no address, ip or pid: {info!r}")
+
+
+def master_url(info: MasterInfo) -> str:
+    """`scheme://ip:port` of a MasterInfo: `address.scheme` is https when the master serves TLS."""
+    scheme = "https" if (info.get("address") or {}).get("scheme") == "https" else "http"
+    return f"{scheme}://{master_address(info)}"
 
 
 def decode_master_info(member: Member, data: bytes) -> MasterInfo:
@@ -150,6 +166,8 @@ class MasterDetector:
         if self.url.path == "/":
             raise ValueError(f"{self.url}: a path is required ('/' is not supported, as in Mesos)")
         self.leader: MasterInfo | None = None
+        self.refusal: ZooKeeperAccessDenied | None = None  # why the last reading was refused, if it was
+        self._refused_backoff = REFUSED_RETRY.backoff()
         self._leader_member: Member | None = None
         self._on_change = on_change
         self._subscribers: list[asyncio.Queue[MasterInfo | None]] = []
@@ -220,9 +238,14 @@ class MasterDetector:
                 log.warning("watching for %s failed: %s", self.url, error)
                 return
             children = []
+        except NoAuthError:
+            self._refused(access_denied(self.url, self.url.path, "listing the masters under"))
+            return
         except Exception as error:
             log.warning("reading masters under %s failed: %s", self.url, error)
             return
+        self.refusal = None
+        self._refused_backoff.reset()
         member = leading_member(children)
         if member == self._leader_member and self._known.is_set():
             return
@@ -237,9 +260,18 @@ class MasterDetector:
             return decode_master_info(member, data)
         except NoNodeError:
             self._evaluation.schedule()  # it went away between listing and reading
+        except NoAuthError:
+            self._refused(access_denied(self.url, path, "reading the leading master's znode"))
         except Exception as error:
             log.error("cannot decode the leading master's znode %s: %s", path, error)
         return None
+
+    def _refused(self, refusal: ZooKeeperAccessDenied) -> None:
+        """ZooKeeper refused a reading: say so, and read again later (the ACL may be fixed meanwhile)."""
+        self.refusal = refusal
+        delay = self._refused_backoff.next_delay()
+        log.error("cannot detect the leading master: %s (trying again in %.0fs)", refusal, delay)
+        asyncio.get_running_loop().call_later(delay, self._evaluation.schedule)
 
     async def _announce(self, leader: MasterInfo | None) -> None:
         changed = leader != self.leader or not self._known.is_set()
@@ -266,7 +298,8 @@ async def detect_leading_master(url: ZooKeeperUrl | str, timeout: float = 10.0) 
         try:
             return await detector.wait_for_leader(max(0.0, deadline - loop.time()))
         except TimeoutError as error:
-            raise TimeoutError(f"no leading master found under {detector.url} within {timeout:g}s") from error
+            why = f": {detector.refusal}" if detector.refusal is not None else ""
+            raise TimeoutError(f"no leading master found under {detector.url} within {timeout:g}s{why}") from error
     finally:
         with contextlib.suppress(Exception):
             await detector.stop()

@@ -12,6 +12,11 @@ What a dropped connection means is the one thing that differs between the two us
 * `STEP_DOWN_WHEN_SUSPENDED` (Curator's LeaderLatch, which Marathon uses): the term ends the moment the
   connection drops, and nobody is known to lead until the connection is back. On reconnection the old
   znode is replaced by a new one, at the back of the line, so that another instance may take over.
+
+With credentials in the zk:// URL the znodes get ACLs (decided in acls.py): the master's are world-readable,
+so that detectors without credentials find the leader; Marathon's are readable by Marathon alone. Credentials
+that ZooKeeper refuses (the path belongs to another user) are logged as such and tried again slowly; a term
+whose start fails (its owner cannot recover, for example) steps aside, so that another candidate may lead.
 """
 
 from __future__ import annotations
@@ -24,9 +29,17 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from kazoo.exceptions import NoNodeError
+from kazoo.exceptions import NoAuthError, NoNodeError
 
 from mesolite.retry import RetryPolicy
+from mesolite.zookeeper.acls import (
+    Readers,
+    ZooKeeperAccessDenied,
+    access_denied,
+    ensure_node,
+    refusals_named,
+    znode_acl,
+)
 from mesolite.zookeeper.membership import Member, leading_member, parse_member
 from mesolite.zookeeper.session import SessionState, WatchedEvaluation, ZooKeeperSession
 
@@ -37,6 +50,9 @@ MARATHON_MEMBER_LABEL = "member"  # Marathon instances: `member_<sequence>` hold
 
 # A reading that failed while the session stayed connected (a timeout, a flapping connection) is tried again.
 EVALUATION_RETRY = RetryPolicy(initial=0.1, maximum=2.0)
+# Refused credentials, or a term that could not start: nothing a quick retry fixes (an operator does), but
+# trying again now and then recovers by itself once it is fixed, and says why each time until then.
+REFUSED_RETRY = RetryPolicy(initial=1.0, maximum=30.0)
 
 ElectedCallback = Callable[[], Awaitable[None] | None]
 LostCallback = Callable[[str], Awaitable[None] | None]
@@ -55,6 +71,9 @@ class LeaderElection:
     `on_elected()` is called when a term starts, `on_lost(reason)` when it ends (see `SuspensionPolicy` for
     what ends it besides being out-sequenced or withdrawing). `leader_data` is the data of the leading member
     as last read (None while nobody is known to lead); `leader_changed` (optional) hears every change of it.
+    `readers` says who may read the znodes once the URL has credentials: by default everyone for the master's
+    `json.info_` members (detectors run without credentials), the owner alone for any other label (Marathon's
+    instances share its credentials).
     """
 
     def __init__(
@@ -68,8 +87,10 @@ class LeaderElection:
         label: str = MASTER_INFO_LABEL,
         path: str | None = None,
         leader_changed: Callable[[bytes | None], None] | None = None,
+        readers: Readers | None = None,
     ) -> None:
         self.session = session
+        self.readers = readers or (Readers.EVERYONE if label == MASTER_INFO_LABEL else Readers.OWNER)
         self.path = (path or session.url.path).rstrip("/") or "/"
         self.data = data if isinstance(data, bytes) else json.dumps(data).encode()
         self.label = label
@@ -90,6 +111,9 @@ class LeaderElection:
         self._lock = asyncio.Lock()
         self._evaluation = WatchedEvaluation(session, self._evaluate, lambda: self._running, self._lock)
         self._backoff = EVALUATION_RETRY.backoff()
+        self._refused_backoff = REFUSED_RETRY.backoff()
+        self._failed_term_backoff = REFUSED_RETRY.backoff()
+        self._resting_until = 0.0  # event-loop time before which no new znode is created (after a failed term)
 
     @property
     def node_path(self) -> str | None:
@@ -147,6 +171,40 @@ class LeaderElection:
                 await self.session.run(self.session.client.delete, path)
             self._stale_nodes.discard(path)
 
+    async def _create_node(self) -> None:
+        """Create our member znode (and the election path, if missing) with the ACL `self.readers` asks for."""
+        client, url = self.session.client, self.session.url
+        await self.session.run(ensure_node, client, url, self.path, self.readers)
+        with refusals_named(url, self.path, "creating a candidate znode under"):
+            created = await self.session.run(
+                client.create,
+                f"{self.path.rstrip('/')}/{self.label}_",
+                self.data,
+                acl=znode_acl(url, self.readers),
+                ephemeral=True,
+                sequence=True,
+            )
+        self.node = created.rsplit("/", 1)[1]
+        log.info("contending for leadership as %s", created)
+
+    async def _step_aside(self, error: Exception) -> None:
+        """A term whose start failed: end it and leave the line for a while, so that another candidate may lead.
+
+        Holding on to the lowest znode would keep every other candidate from leading, for as long as the cause
+        lasts (refused credentials last until an operator fixes them). Under `self._lock`.
+        """
+        delay = self._failed_term_backoff.next_delay()
+        message = "the term that started as %s could not start: %s; stepping aside for %.0fs"
+        if isinstance(error, NoAuthError):
+            log.error(message, self.node_path, error, delay)  # says it all: no traceback
+        else:
+            log.error(message, self.node_path, error, delay, exc_info=error)
+        await self._lose(f"the term could not start: {error}")
+        await self._delete_node()
+        loop = asyncio.get_running_loop()
+        self._resting_until = loop.time() + delay
+        loop.call_later(delay, self._evaluation.schedule)
+
     async def _on_session_state(self, state: SessionState) -> None:
         if state == SessionState.CONNECTED:
             await self._evaluation.run()
@@ -191,27 +249,34 @@ class LeaderElection:
         Called through `self._evaluation`: under `self._lock`, while contending and connected.
         """
         client = self.session.client
+        loop = asyncio.get_running_loop()
         try:
             if self._replace_node:
                 self._replace_node = False
                 await self._delete_node()
             await self._delete_stale_nodes()
-            if self.node is None:
-                await self.session.run(client.ensure_path, self.path)
-                created = await self.session.run(
-                    client.create, f"{self.path.rstrip('/')}/{self.label}_", self.data, ephemeral=True, sequence=True
-                )
-                self.node = created.rsplit("/", 1)[1]
-                log.info("contending for leadership as %s", created)
-            children = await self.session.run(client.get_children, self.path, watch=self._evaluation.watch)
+            resting = self.node is None and loop.time() < self._resting_until
+            if self.node is None and not resting:
+                await self._create_node()
+            with refusals_named(self.session.url, self.path, "listing the candidates under"):
+                children = await self.session.run(client.get_children, self.path, watch=self._evaluation.watch)
             leader = leading_member(children)
             if leader is not None and leader != self._leader_member:
-                data, _stat = await self.session.run(client.get, f"{self.path.rstrip('/')}/{leader.name}")
+                leader_path = f"{self.path.rstrip('/')}/{leader.name}"
+                with refusals_named(self.session.url, leader_path, "reading the leader's znode"):
+                    data, _stat = await self.session.run(client.get, leader_path)
                 self._set_leader(leader, data)
             elif leader is None:
                 self._set_leader(None, None)
         except NoNodeError:
             self._evaluation.schedule()  # the leader went away between listing and reading: look again
+            return
+        except NoAuthError as error:
+            if not isinstance(error, ZooKeeperAccessDenied):
+                error = access_denied(self.session.url, self.path, "contending under")
+            delay = self._refused_backoff.next_delay()
+            log.error("cannot contend for leadership: %s (trying again in %.0fs)", error, delay)
+            loop.call_later(delay, self._evaluation.schedule)
             return
         except Exception as error:
             # A connection problem: the session listener brings us back here on CONNECTED. Anything else
@@ -220,6 +285,11 @@ class LeaderElection:
             asyncio.get_running_loop().call_later(self._backoff.next_delay(), self._evaluation.schedule)
             return
         self._backoff.reset()
+        self._refused_backoff.reset()
+        if resting:
+            # Stepped aside after a failed term: contend again once the rest is over.
+            loop.call_later(self._resting_until - loop.time(), self._evaluation.schedule)
+            return
         if self.node not in children:
             # Someone deleted our znode (or the session was replaced underneath us): contend anew.
             self.node = None
@@ -232,8 +302,13 @@ class LeaderElection:
                 return
             self._leading = True
             log.info("elected leader as %s", self.node_path)
-            outcome = self._on_elected()
-            if asyncio.iscoroutine(outcome):
-                await outcome
+            try:
+                outcome = self._on_elected()
+                if asyncio.iscoroutine(outcome):
+                    await outcome
+            except Exception as error:
+                await self._step_aside(error)
+                return
+            self._failed_term_backoff.reset()
         elif leader != ours:
             await self._lose(f"{leader.name if leader else 'nobody'} leads now")

@@ -14,16 +14,13 @@ from kazoo.exceptions import ConnectionLoss
 from kazoo.handlers.threading import KazooTimeoutError
 from kazoo.protocol.states import KazooState, KeeperState
 from kazoo.retry import KazooRetry
-from kazoo.security import CREATOR_ALL_ACL, READ_ACL_UNSAFE
 
+from mesolite.zookeeper.acls import default_acl
 from mesolite.zookeeper.url import ZooKeeperUrl, parse_zookeeper_url
 
 log = logging.getLogger(__name__)
 
 Result = TypeVar("Result")
-
-# Everyone may read what we create (detectors run without credentials, as Mesos's do); only we may change it.
-EVERYONE_READ_CREATOR_ALL_ACL = CREATOR_ALL_ACL + READ_ACL_UNSAFE
 
 
 class SessionState(enum.Enum):
@@ -70,12 +67,13 @@ class ZooKeeperSession:
 
     def __init__(self, url: ZooKeeperUrl | str, session_timeout: float = 10.0) -> None:
         self.url = parse_zookeeper_url(url) if isinstance(url, str) else url
-        auth_data = [("digest", self.url.digest)] if self.url.digest else None
+        # Credentials in the URL: ZooKeeper's digest authentication, on this session and every reconnection.
+        # What is created without an explicit ACL gets the default one (see acls.py for who decides).
         self.client = FailFastKazooClient(
             hosts=self.url.hosts,
             timeout=session_timeout,
-            auth_data=auth_data,
-            default_acl=EVERYONE_READ_CREATOR_ALL_ACL if auth_data else None,
+            auth_data=[("digest", self.url.digest)] if self.url.digest else None,
+            default_acl=default_acl(self.url),
             # Never give up reconnecting: a master or agent outlives ZooKeeper outages.
             connection_retry=KazooRetry(max_tries=-1, delay=0.1, max_delay=2.0),
             command_retry=KazooRetry(max_tries=3, delay=0.1, max_delay=1.0),

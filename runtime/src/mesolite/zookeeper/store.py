@@ -6,6 +6,10 @@ A value that fits in one znode is stored in it directly. A larger value is writt
 generation (checking its version) and deletes the previous generation's chunks. A reader that loses a race
 with that swap finds a chunk missing and reads again from the pointer, so it sees the old value or the new
 one, never a mix. The key znode's ZooKeeper version is the value's version for compare-and-set.
+
+With credentials in the zk:// URL, the root, the key znodes and their chunks are readable and writable only by
+their owner (or by everyone who reads, with `Readers.EVERYONE`): acls.py decides. A refusal (NoAuth) is raised
+as `ZooKeeperAccessDenied`, naming the path and the credentials' user.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from dataclasses import dataclass
 
 from kazoo.exceptions import BadVersionError, NodeExistsError, NoNodeError, RolledBackError
 
+from mesolite.zookeeper.acls import Readers, ensure_node, refusals_named, znode_acl
 from mesolite.zookeeper.session import ZooKeeperSession
 
 # ZooKeeper refuses packets over jute.maxbuffer (1 MiB by default), path and headers included.
@@ -44,14 +49,20 @@ class Versioned:
 
 
 class ZooKeeperStore:
-    """get / put / delete / list of byte values under `root`; all calls are async (kazoo runs in threads)."""
+    """get / put / delete / list of byte values under `root`; all calls are async (kazoo runs in threads).
 
-    def __init__(self, session: ZooKeeperSession, root: str, chunk_size: int = CHUNK_SIZE) -> None:
+    Persisted state is private by default (`readers`): the registry and Marathon's state are both."""
+
+    def __init__(
+        self, session: ZooKeeperSession, root: str, chunk_size: int = CHUNK_SIZE, readers: Readers = Readers.OWNER
+    ) -> None:
         if not root.startswith("/"):
             raise ValueError(f"store root '{root}' must be an absolute ZooKeeper path")
         self.session = session
         self.root = root.rstrip("/") or "/"
         self.chunk_size = chunk_size
+        self.readers = readers
+        self._acl = znode_acl(session.url, readers)  # None without credentials: kazoo's default, open
         self._root_ready = False
         # key -> version of the inline value this store wrote last. While the key still has that version,
         # it holds that inline value and no chunks, so the next inline write is a single versioned set
@@ -67,7 +78,9 @@ class ZooKeeperStore:
 
     async def get_versioned(self, key: str) -> Versioned | None:
         """The value and its version (pass it to `put(..., expected_version=)`), or None."""
-        return await self.session.run(self._get_blocking, key)
+        path = self._key_path(key)
+        with refusals_named(self.session.url, path, "reading"):
+            return await self.session.run(self._get_blocking, key)
 
     async def put(self, key: str, value: bytes, expected_version: int | None = None) -> int:
         """Store `value`; returns its new version.
@@ -78,16 +91,21 @@ class ZooKeeperStore:
         if not isinstance(value, bytes | bytearray):
             raise TypeError(f"value for '{key}' must be bytes, not {type(value).__name__}")
         await self._ensure_root()
-        return await self.session.run(self._put_blocking, key, bytes(value), expected_version)
+        path = self._key_path(key)
+        with refusals_named(self.session.url, path, "writing"):
+            return await self.session.run(self._put_blocking, key, bytes(value), expected_version)
 
     async def delete(self, key: str, expected_version: int | None = None) -> bool:
         """Delete `key`; False if it did not exist. `expected_version` as for `put`."""
-        return await self.session.run(self._delete_blocking, key, expected_version)
+        path = self._key_path(key)
+        with refusals_named(self.session.url, path, "deleting"):
+            return await self.session.run(self._delete_blocking, key, expected_version)
 
     async def list(self, prefix: str = "") -> list[str]:
         """The keys (sorted) that start with `prefix`."""
         try:
-            names = await self.session.run(self.session.client.get_children, self.root)
+            with refusals_named(self.session.url, self.root, "listing"):
+                names = await self.session.run(self.session.client.get_children, self.root)
         except NoNodeError:
             return []
         keys = (_decode_key(name) for name in names)
@@ -178,14 +196,14 @@ class ZooKeeperStore:
         except NoNodeError as error:
             raise VersionConflict(f"'{key}': deleted by another writer during this write") from error
         for chunk_path, chunk in new_chunks:
-            client.create(chunk_path, chunk)
+            client.create(chunk_path, chunk, acl=self._acl)
         return self._swap(key, path, new_data, current_version, stale_chunks, [p for p, _ in new_chunks])
 
     def _create(self, key: str, path: str, data: bytes, chunks: list[tuple[str, bytes]]) -> int:
         client = self.session.client
         if not chunks:
             try:
-                client.create(path, data)
+                client.create(path, data, acl=self._acl)
             except NodeExistsError as error:
                 raise VersionConflict(f"'{key}' was created by another writer at the same time") from error
             self._own_inline_versions[key] = 0
@@ -194,11 +212,11 @@ class ZooKeeperStore:
         # value yet), add the chunks, then set the pointer only if nobody else wrote meanwhile.
         placeholder = CHUNKED + json.dumps({"generation": "", "chunks": 0, "size": 0, "sha256": ""}).encode()
         try:
-            client.create(path, placeholder)
+            client.create(path, placeholder, acl=self._acl)
         except NodeExistsError as error:
             raise VersionConflict(f"'{key}' was created by another writer at the same time") from error
         for chunk_path, chunk in chunks:
-            client.create(chunk_path, chunk)
+            client.create(chunk_path, chunk, acl=self._acl)
         return self._swap(key, path, data, 0, [], [p for p, _ in chunks])
 
     def _set_inline(self, key: str, path: str, data: bytes, version: int) -> int:
@@ -255,7 +273,7 @@ class ZooKeeperStore:
 
     async def _ensure_root(self) -> None:
         if not self._root_ready:
-            await self.session.run(self.session.client.ensure_path, self.root)
+            await self.session.run(ensure_node, self.session.client, self.session.url, self.root, self.readers)
             self._root_ready = True
 
 

@@ -14,7 +14,7 @@ import os
 import pwd
 import signal
 
-from mesolite.agent import cgroups
+from mesolite.agent import cgroups, fetcher
 from mesolite.agent.checkpoint import WorkDirectory, open_for_append
 from mesolite.agent.containerizers.base import (
     COMMAND_EXECUTOR_CPUS,
@@ -135,11 +135,7 @@ class MesosContainerizer(Containerizer):
                 return f"command.environment.variables: every variable needs a name, got {variable!r}"
             if variable.get("type", "VALUE") != "VALUE":
                 return f"command.environment.variables[{variable['name']}]: type {variable['type']} is not supported"
-        if options.switch_user:
-            try:
-                _account_to_switch_to(task_user(task, {}))
-            except ValueError as error:
-                return str(error)
+        # An unknown user is not a malformed task: as in Mesos, the launch fails (TASK_FAILED naming the user).
         return None
 
     async def recover(self, known_container_ids: set[str], options: AgentOptions) -> list[str]:
@@ -273,10 +269,7 @@ class MesosContainerizer(Containerizer):
 
 def _account_to_switch_to(user: str | None) -> pwd.struct_passwd | None:
     """The account to run as, or None to stay the executor's user. Raises naming an unknown user."""
-    if not user or os.geteuid() != 0:
-        return None
     try:
-        account = pwd.getpwnam(user)
+        return fetcher.account_to_switch_to(user)
     except KeyError:
         raise ValueError(f"Failed to get user information for '{user}': no such user on this agent") from None
-    return None if account.pw_uid == os.geteuid() else account

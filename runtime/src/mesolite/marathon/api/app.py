@@ -1,4 +1,9 @@
-"""The aiohttp application of the scheduler: every /v2 route, the leader proxy, and the UI."""
+"""The aiohttp application of the scheduler: every /v2 route, the leader proxy, and the UI.
+
+The middlewares, outermost first: HTTP Basic on every route when `--http_credentials` is set (as Marathon,
+nothing stays open), the browser checks of state-changing requests (`request_limits`), the leader proxy
+(non-leaders forward /v2 to the leader, credentials included), and the translation of domain errors.
+"""
 
 from __future__ import annotations
 
@@ -10,8 +15,9 @@ from mesolite.marathon.api import apps, deployments, events, groups, info, queue
 from mesolite.marathon.api.context import SERVICE
 from mesolite.marathon.api.errors import error_middleware
 from mesolite.marathon.api.proxy import add_leader_header, leader_proxy_middleware
-from mesolite.marathon.api.request_limits import body_limit, json_content_type_middleware, url_limit
+from mesolite.marathon.api.request_limits import body_limit, state_changing_request_middleware, url_limit
 from mesolite.marathon.record_size import DEFAULT_MAX_NODE_SIZE
+from mesolite.security.authentication import BasicAuthenticator, authentication_middleware
 from mesolite.ui.routes import add_marathon_ui
 
 if TYPE_CHECKING:
@@ -20,8 +26,14 @@ if TYPE_CHECKING:
 
 def create_http_app(service: MarathonService) -> web.Application:
     max_node_size = getattr(service.flags, "zk_max_node_size", DEFAULT_MAX_NODE_SIZE)
+    middlewares = [state_changing_request_middleware, leader_proxy_middleware, error_middleware]
+    security = getattr(service, "security", None)
+    if security is not None and security.credentials:
+        realm = security.realm
+        authenticator = BasicAuthenticator(security.credentials)
+        middlewares.insert(0, authentication_middleware(authenticator, lambda request: realm, json_body=True))
     application = web.Application(
-        middlewares=[leader_proxy_middleware, error_middleware, json_content_type_middleware],
+        middlewares=middlewares,
         client_max_size=body_limit(max_node_size),
         handler_args={"max_line_size": url_limit(max_node_size)},
     )

@@ -47,7 +47,10 @@ async def info(request: web.Request) -> web.Response:
             "zk_max_node_size": flags.zk_max_node_size,
             "zk_compression": False,
         },
-        "http_config": {"http_port": flags.http_port, "https_port": None},
+        "http_config": {
+            "http_port": flags.http_port if service.security.serve_http else None,
+            "https_port": flags.https_port if service.security.https_context is not None else None,
+        },
         "event_subscriber": None,
     }
     return web.json_response(body)

@@ -4,6 +4,11 @@ Non-leaders forward /v2 requests to the leader (adding `X-Marathon-Via`) and ans
 to the leader; every response names the leader in `X-Marathon-Leader`, as Marathon's `LeaderProxyFilter`
 does. While no leader is known (an election under way, or this instance's ZooKeeper connection is down)
 /v2 answers 503. Who leads is the election's business (`mesolite.zookeeper.election`).
+
+The caller's `Authorization` travels with the request (every instance has the same `--http_credentials`).
+A leader that serves https only (it then advertises its https port) is reached over https, its certificate
+checked against the cluster's CA (`LIBPROCESS_SSL_CA_FILE`). The `Origin` was checked by this instance
+(`request_limits`) and is not forwarded: the leader would compare it with its own address.
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ HOP_BY_HOP = {
     "host",
     "content-length",
     "content-encoding",
+    "origin",
 }
 
 
@@ -43,7 +49,7 @@ async def leader_proxy_middleware(request: web.Request, handler) -> web.StreamRe
     if service.address in via:
         return web.json_response({"message": f"proxy loop detected (via {via})"}, status=502)
     if request.path == "/v2/events":
-        raise web.HTTPFound(f"http://{leader}{request.path_qs}")
+        raise web.HTTPFound(f"{service.scheme}://{leader}{request.path_qs}")
     return await _proxy(request, service, leader, via)
 
 
@@ -57,7 +63,12 @@ async def _proxy(request: web.Request, service, leader: str, via: str) -> web.Re
         async with (
             aiohttp.ClientSession(timeout=timeout, auto_decompress=False) as session,
             session.request(
-                request.method, f"http://{leader}{request.path_qs}", headers=headers, data=body, allow_redirects=False
+                request.method,
+                f"{service.scheme}://{leader}{request.path_qs}",
+                headers=headers,
+                data=body,
+                allow_redirects=False,
+                ssl=service.client_ssl_context,  # used for https only
             ) as upstream,
         ):
             payload = await upstream.read()
@@ -69,7 +80,8 @@ async def _proxy(request: web.Request, service, leader: str, via: str) -> web.Re
 
 
 async def add_leader_header(request: web.Request, response: web.StreamResponse) -> None:
-    """on_response_prepare: every response names the leader."""
+    """on_response_prepare: every response names the leader, except to a caller without valid credentials."""
     service = request.app[SERVICE]
-    if service.leader_address and "X-Marathon-Leader" not in response.headers:
-        response.headers["X-Marathon-Leader"] = f"http://{service.leader_address}"
+    leader_url = service.leader_url()
+    if leader_url and response.status != 401 and "X-Marathon-Leader" not in response.headers:
+        response.headers["X-Marathon-Leader"] = leader_url
