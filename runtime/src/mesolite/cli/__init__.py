@@ -13,7 +13,9 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "master": ("mesolite.master.service", "Run a Mesos-compatible master (systemd unit mesos-master)"),
     "agent": ("mesolite.agent.service", "Run a Mesos-compatible agent (systemd unit mesos-slave)"),
     "marathon": ("mesolite.marathon.service", "Run the Marathon-compatible scheduler (systemd unit marathon)"),
+    "lb": ("mesolite.lb.service", "Run the marathon-lb compatible load balancer (systemd unit marathon-lb)"),
     "executor": ("mesolite.agent.executor", "Supervise one task (started by the agent, not by hand)"),
+    "dns": ("mesolite.dns.service", "Run the Mesos-DNS-compatible DNS server (systemd unit mesos-dns)"),
 }
 
 
