@@ -396,13 +396,20 @@ def _cross_check(check: _Checker, raw: Mapping, app: dict) -> None:
     if not any(app[name] for name in ("cpus", "mem", "disk", "gpus")):
         # Mesos refuses a task that uses no resources; and nothing would bound how many fit in one offer.
         check.fail("/", "a task must use some resources: cpus, mem, disk or gpus above 0")
-    ports_count = len(_host_ports(app))
+    ports_count = len(host_ports(app))
     for index, health_check in enumerate(app["healthChecks"]):
         port_index = health_check.get("portIndex")
         if port_index is not None and port_index >= max(ports_count, 0) and health_check["protocol"] != "COMMAND":
             check.fail(
                 f"/healthChecks({index})/portIndex",
                 f"portIndex {port_index} is out of range: the app has {ports_count} port(s)",
+            )
+    port_names = {port.get("name") for port in host_ports(app)} - {None}
+    for index, readiness in enumerate(app["readinessChecks"] or []):
+        if readiness["portName"] not in port_names:
+            check.fail(
+                f"/readinessChecks({index})/portName",
+                f"no port is named '{readiness['portName']}' (the app's port names: {sorted(port_names)})",
             )
     strategy = app["upgradeStrategy"]
     if app["residency"] is not None and strategy.get("maximumOverCapacity", 0) > 0:
@@ -411,7 +418,7 @@ def _cross_check(check: _Checker, raw: Mapping, app: dict) -> None:
         check.fail("/maxLaunchDelaySeconds", "must not be smaller than backoffSeconds")
 
 
-def _host_ports(app: Mapping) -> list:
+def host_ports(app: Mapping) -> list:
     """The ports a task of this app gets (portMappings in bridge/user networking, else portDefinitions)."""
     container = app.get("container") or {}
     if container.get("portMappings") is not None and network_of(app) in ("BRIDGE", "USER"):
@@ -749,25 +756,54 @@ def _volumes(check: _Checker, path: str, value: Any) -> list:
     return items
 
 
+READINESS_CHECK_DEFAULTS: dict[str, Any] = {
+    "name": "readinessCheck",
+    "protocol": "HTTP",
+    "path": "/",
+    "portName": "http-api",
+    "intervalSeconds": 30,
+    "timeoutSeconds": 10,
+    "httpStatusCodesForReady": [200],
+    "preserveLastResponse": False,
+}
+
+
 def _readiness_checks(check: _Checker, path: str, value: Any, _parent: str) -> Any:
-    """Stored as given (Marathon's fields), with every field of the right type and in range."""
+    """Marathon's fields with its defaults; `portName` is checked against the app's ports in `_cross_check`."""
     items = check.array(path, value)
     if items is None:
         return None
+    result = []
     for where, raw in check.objects_in(path, items):
+        readiness: dict[str, Any] = copy.deepcopy(READINESS_CHECK_DEFAULTS)
         for name in ("name", "path", "portName"):
-            if raw.get(name) is not None:
-                check.string(f"{where}/{name}", raw[name])
+            if raw.get(name) is not None and check.string(f"{where}/{name}", raw[name], allow_empty=False):
+                readiness[name] = raw[name]
+        if raw.get("path") is not None and isinstance(raw["path"], str) and not raw["path"].startswith("/"):
+            check.fail(f"{where}/path", "must start with /")
         if raw.get("protocol") is not None:
-            check.choice(f"{where}/protocol", raw["protocol"], ("HTTP", "HTTPS"))
-        check.given_numbers(where, raw, {"intervalSeconds": 1, "timeoutSeconds": 1}, integer=True)
+            readiness["protocol"] = check.choice(f"{where}/protocol", raw["protocol"], ("HTTP", "HTTPS")) or "HTTP"
+        readiness.update(check.given_numbers(where, raw, {"intervalSeconds": 1, "timeoutSeconds": 1}, integer=True))
+        if readiness["timeoutSeconds"] >= readiness["intervalSeconds"]:
+            check.fail(f"{where}/timeoutSeconds", "must be smaller than intervalSeconds")
         codes = raw.get("httpStatusCodesForReady")
         if codes is not None and check.array(f"{where}/httpStatusCodesForReady", codes) is not None:
-            for index, code in enumerate(codes):
+            if not codes:
+                check.fail(f"{where}/httpStatusCodesForReady", "must not be empty")
+            valid = [
                 check.number(f"{where}/httpStatusCodesForReady({index})", code, 100, 599, integer=True)
+                for index, code in enumerate(codes)
+            ]
+            if codes and None not in valid:
+                readiness["httpStatusCodesForReady"] = valid
         if raw.get("preserveLastResponse") is not None:
-            check.boolean(f"{where}/preserveLastResponse", raw["preserveLastResponse"])
-    return items
+            preserve = check.boolean(f"{where}/preserveLastResponse", raw["preserveLastResponse"])
+            readiness["preserveLastResponse"] = bool(preserve)
+        for name in raw:
+            if name not in READINESS_CHECK_DEFAULTS:
+                check.fail(f"{where}/{name}", "is not a field of a readiness check")
+        result.append(readiness)
+    return result
 
 
 def _residency(check: _Checker, path: str, value: Any, _parent: str) -> Any:

@@ -45,15 +45,17 @@ class Deployment:
         index = self.current_step - 1
         return self.steps[index] if 0 <= index < len(self.steps) else []
 
-    def to_json(self) -> dict[str, Any]:
-        """The /v2/deployments form (marathon-python's MarathonDeployment)."""
+    def to_json(self, readiness_results: Callable[[str], list[dict]] | None = None) -> dict[str, Any]:
+        """The /v2/deployments form (marathon-python's MarathonDeployment); `readiness_results` gives the
+        latest readiness check results of an app's tasks (each current action shows its app's)."""
+        results = readiness_results or (lambda _app_id: [])
         return {
             "id": self.id,
             "version": self.version,
             "affectedApps": self.affected_apps,
             "affectedPods": [],
             "steps": [{"actions": [action.to_json() for action in step]} for step in self.steps],
-            "currentActions": [{**a.to_json(), "readinessCheckResults": []} for a in self.current_actions],
+            "currentActions": [{**a.to_json(), "readinessCheckResults": results(a.app)} for a in self.current_actions],
             "currentStep": self.current_step,
             "totalSteps": len(self.steps),
         }

@@ -12,7 +12,7 @@ import asyncio
 import json
 import logging
 from collections import deque
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from typing import Any
 
 from mesolite.marathon.timestamps import now_timestamp
@@ -68,6 +68,8 @@ def sse_frame(event: dict[str, Any]) -> bytes:
 class EventBus:
     def __init__(self, history: int = 200) -> None:
         self._subscribers: set[Subscription] = set()
+        # Called with every event (the HTTP callbacks of /v2/eventSubscriptions); each must return at once.
+        self._listeners: list[Callable[[dict[str, Any]], None]] = []
         self.recent: deque[dict[str, Any]] = deque(maxlen=history)  # for tests and /metrics
 
     def publish(self, event_type: str, **payload: Any) -> dict[str, Any]:
@@ -80,7 +82,20 @@ class EventBus:
                 if not subscription.offer(frame):
                     self._subscribers.discard(subscription)
                     log.warning("an event stream subscriber fell too far behind; its stream was ended")
+        for listener in list(self._listeners):
+            try:
+                listener(event)
+            except Exception:
+                log.exception("an event listener failed on %s", event_type)
         return event
+
+    def add_listener(self, listener: Callable[[dict[str, Any]], None]) -> None:
+        """Call `listener` with every event published from now on (it must not block: queue and return)."""
+        self._listeners.append(listener)
+
+    def remove_listener(self, listener: Callable[[dict[str, Any]], None]) -> None:
+        if listener in self._listeners:
+            self._listeners.remove(listener)
 
     def subscribe(self, event_types: Collection[str] = ()) -> Subscription:
         """A new stream of the events of `event_types` (every event when empty)."""

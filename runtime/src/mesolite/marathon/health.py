@@ -32,6 +32,27 @@ def check_port(check: Mapping[str, Any], task: MarathonTask) -> int | None:
     return task.ports[index] if index < len(task.ports) else None
 
 
+@dataclass
+class HttpAnswer:
+    status: int
+    content_type: str
+    body: str
+
+
+# The most of an answer's body kept (readiness checks may preserve it for /v2/deployments).
+MAX_ANSWER_BODY = 64 * 1024
+
+
+async def http_get(url: str, timeout_seconds: float, session: aiohttp.ClientSession) -> HttpAnswer:
+    """One GET as Marathon's own checks send it (no redirects followed, task certificates not verified —
+    tasks use self-signed ones); raises TimeoutError, OSError or aiohttp.ClientError when there is no answer."""
+    async with session.get(
+        url, timeout=aiohttp.ClientTimeout(total=timeout_seconds), ssl=False, allow_redirects=False
+    ) as r:
+        body = await r.content.read(MAX_ANSWER_BODY)
+        return HttpAnswer(r.status, r.headers.get("Content-Type", ""), body.decode(errors="replace"))
+
+
 async def probe(check: Mapping[str, Any], host: str, port: int, session: aiohttp.ClientSession) -> ProbeOutcome:
     """One attempt of a Marathon-side check; HTTP(S) is healthy for 200-399 (and 1xx with ignoreHttp1xx)."""
     timeout = float(check.get("timeoutSeconds", 20))
@@ -43,13 +64,10 @@ async def probe(check: Mapping[str, Any], host: str, port: int, session: aiohttp
             return ProbeOutcome(True)
         scheme = "https" if protocol == "HTTPS" else "http"
         url = f"{scheme}://{host}:{port}{check.get('path') or '/'}"
-        # Marathon does not verify task certificates (tasks use self-signed ones).
-        async with session.get(
-            url, timeout=aiohttp.ClientTimeout(total=timeout), ssl=False, allow_redirects=False
-        ) as response:
-            if 200 <= response.status < 400 or (check.get("ignoreHttp1xx") and 100 <= response.status < 200):
-                return ProbeOutcome(True)
-            return ProbeOutcome(False, f"{url} answered HTTP {response.status}")
+        answer = await http_get(url, timeout, session)
+        if 200 <= answer.status < 400 or (check.get("ignoreHttp1xx") and 100 <= answer.status < 200):
+            return ProbeOutcome(True)
+        return ProbeOutcome(False, f"{url} answered HTTP {answer.status}")
     except TimeoutError:
         return ProbeOutcome(False, f"no answer from {host}:{port} within {timeout:g}s")
     except (OSError, aiohttp.ClientError) as error:

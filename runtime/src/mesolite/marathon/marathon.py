@@ -17,7 +17,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from mesolite.marathon import health
+from mesolite.marathon import health, readiness
 from mesolite.marathon.app_definition import ValidationError, merge_update, normalize_app, strip_for_storage
 from mesolite.marathon.deployments import Deployment, config_changed, converge, plan
 from mesolite.marathon.events import EventBus
@@ -80,6 +80,10 @@ class Marathon:
         self.killer: TaskKiller | None = None
         self.changed = asyncio.Event()  # something to converge: tick() soon
         self._announced_waiting: dict[str, tuple[str, float]] = {}
+        # Readiness (in memory: a new leader checks again): the tasks that count as ready for their deployment,
+        # and the latest result of each readiness check of each task (task id -> check name -> result).
+        self.ready_tasks: set[str] = set()
+        self.readiness_results: dict[str, dict[str, dict]] = {}
 
     # -- loading ----------------------------------------------------------------------------------
 
@@ -115,6 +119,45 @@ class Marathon:
 
     def is_healthy(self, task: MarathonTask, app: Mapping[str, Any]) -> bool:
         return task.healthy(health.check_count(app)) is True
+
+    def readiness_gated(self, app_id: str) -> bool:
+        """Whether the app's new tasks must pass readiness checks now: it has some and a deployment starts tasks."""
+        app = self.apps.get(app_id)
+        if app is None or not app.get("readinessChecks"):
+            return False
+        return any(
+            action.app == app_id and action.action in readiness.GATED_ACTIONS
+            for deployment in self.deployments.values()
+            for action in deployment.current_actions
+        )
+
+    def counts_for_deployment(self, task: MarathonTask, app: Mapping[str, Any]) -> bool:
+        """Healthy, and ready where the app's deployment needs readiness."""
+        if not self.is_healthy(task, app):
+            return False
+        return task.id in self.ready_tasks or not self.readiness_gated(task.app_id)
+
+    def readiness_results_of(self, app_id: str) -> list[dict]:
+        """The latest readiness results of the app's tasks (a deployment step's `readinessCheckResults`)."""
+        return [
+            result
+            for task in self.tasks_of(app_id)
+            for _name, result in sorted(self.readiness_results.get(task.id, {}).items())
+        ]
+
+    async def readiness_verdict(self, task: MarathonTask, result: dict[str, Any]) -> None:
+        """Record one readiness check result; the task is ready once each of its app's checks said so."""
+        async with self.lock:
+            app = self.apps.get(task.app_id)
+            if task.id not in self.tasks or app is None:
+                return
+            results = self.readiness_results.setdefault(task.id, {})
+            results[result["name"]] = result
+            names = {check["name"] for check in readiness.checks_of(app)}
+            if task.id not in self.ready_tasks and all(results.get(n, {}).get("ready") for n in names):
+                log.info("task %s of %s is ready", task.id, task.app_id)
+                self.ready_tasks.add(task.id)
+                self.changed.set()
 
     def used_service_ports(self, except_app: str | None = None) -> set[int]:
         return {p for app_id, app in self.apps.items() if app_id != except_app for p in service_ports_of(app)}
@@ -274,6 +317,12 @@ class Marathon:
                 await self.storage.save_app(target)
                 previous = self.apps.get(app_id)
                 self.apps[app_id] = target
+                # Readiness gates the tasks a deployment starts: the running ones of this configuration passed.
+                # Results shown are this deployment's only.
+                for task in self.tasks_of(app_id):
+                    self.readiness_results.pop(task.id, None)
+                config = target["versionInfo"]["lastConfigChangeAt"]
+                self.ready_tasks |= {t.id for t in self.tasks_of(app_id) if t.is_running and t.config_version == config}
                 if previous is None or config_changed(previous, target):
                     self.queue.reset_delay(app_id)
         self.deployments[deployment.id] = deployment
@@ -397,6 +446,8 @@ class Marathon:
     async def _expunge(self, task: MarathonTask) -> None:
         await self.storage.delete_task(task.id)
         self.tasks.pop(task.id, None)
+        self.ready_tasks.discard(task.id)
+        self.readiness_results.pop(task.id, None)
 
     # -- status updates (called by the scheduler, under the lock) -----------------------------------
 
@@ -561,7 +612,7 @@ class Marathon:
                     app,
                     tasks,
                     self.queue.count(app_id),
-                    lambda t, a=app: self.is_healthy(t, a),
+                    lambda t, a=app: self.counts_for_deployment(t, a),
                     rolling=action == "RestartApplication",
                     dying=dying,
                 )

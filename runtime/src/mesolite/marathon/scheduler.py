@@ -15,7 +15,7 @@ from typing import Any, Protocol
 
 import aiohttp
 
-from mesolite.marathon import health
+from mesolite.marathon import health, readiness
 from mesolite.marathon.marathon import Marathon
 from mesolite.marathon.matching import Launch, OfferResources, match
 from mesolite.marathon.tasks import ACTIVE_STATES, TERMINAL_STATES, MarathonTask
@@ -90,9 +90,9 @@ class MesosScheduler:
         self._health_session: aiohttp.ClientSession | None = None
         self._last_reconcile = 0.0
         self._last_full_reconcile = time.time()
-        self._probing: set[tuple[str, int]] = set()
+        self._probing: set[tuple[str, int | str]] = set()
         self._probes: set[asyncio.Task] = set()
-        self._next_probe: dict[tuple[str, int], float] = {}
+        self._next_probe: dict[tuple[str, int | str], float] = {}
         # Unknown task id -> (its kill back-off, when the next kill may be sent; monotonic seconds).
         self._unknown_kills: dict[str, tuple[Backoff, float]] = {}
 
@@ -245,6 +245,7 @@ class MesosScheduler:
                     await self._revive_or_suppress()
                     await self._reconcile_unknown()
                     self._schedule_health_checks()
+                    self._schedule_readiness_checks()
                 except Exception:
                     log.exception("tick failed")
                 with contextlib.suppress(TimeoutError):
@@ -304,6 +305,44 @@ class MesosScheduler:
                 probe = asyncio.create_task(self._probe(task, index, check, port), name=f"health-{task.id}-{index}")
                 self._probes.add(probe)
                 probe.add_done_callback(self._probes.discard)
+
+    def _schedule_readiness_checks(self) -> None:
+        """Check the readiness of each task a deployment waits for: running (and healthy, where the app has
+        health checks), of the app's current configuration, not ready yet."""
+        marathon = self.marathon
+        now = time.time()
+        for task in list(marathon.tasks.values()):
+            app = marathon.apps.get(task.app_id)
+            if app is None or task.id in marathon.ready_tasks or not task.is_running:
+                continue
+            if task.kill_requested_at is not None or task.config_version != app["versionInfo"]["lastConfigChangeAt"]:
+                continue
+            if not marathon.readiness_gated(task.app_id) or not marathon.is_healthy(task, app):
+                continue
+            for check in readiness.checks_of(app):
+                key = (task.id, f"readiness:{check['name']}")
+                if key in self._probing or now < self._next_probe.get(key, 0):
+                    continue
+                port = readiness.check_port(check, app, task)
+                if port is None:
+                    continue
+                self._probing.add(key)
+                self._next_probe[key] = now + float(check["intervalSeconds"])
+                probe = asyncio.create_task(
+                    self._probe_readiness(task, check, port), name=f"readiness-{task.id}-{check['name']}"
+                )
+                self._probes.add(probe)
+                probe.add_done_callback(self._probes.discard)
+
+    async def _probe_readiness(self, task: MarathonTask, check: Mapping[str, Any], port: int) -> None:
+        key = (task.id, f"readiness:{check['name']}")
+        try:
+            result = await readiness.probe(check, task, port, self._health_session)
+            await self.marathon.readiness_verdict(task, result)
+        except Exception:
+            log.exception("readiness check of %s failed to run", task.id)
+        finally:
+            self._probing.discard(key)
 
     async def _probe(self, task: MarathonTask, index: int, check: Mapping[str, Any], port: int) -> None:
         try:

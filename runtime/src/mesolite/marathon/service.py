@@ -23,6 +23,7 @@ from aiohttp import web
 from mesolite.flags import Flag, FlagSet, duration
 from mesolite.http_server import start_http_server
 from mesolite.marathon.api.app import create_http_app
+from mesolite.marathon.callbacks import EVENT_SUBSCRIBER_HTTP_CALLBACK, HttpCallbacks, validate_callback_url
 from mesolite.marathon.events import EventBus
 from mesolite.marathon.marathon import Marathon, MarathonSettings
 from mesolite.marathon.scheduler import MesosScheduler, framework_info
@@ -83,6 +84,9 @@ FLAGS = FlagSet(
         Flag("zk_max_node_size", int, 1024000, "The largest record (app, group, deployment) stored, in bytes"),
         Flag("webui_url", str, None, "The URL Mesos shows for this framework (default: this instance's own)"),
         Flag("disable_ha", bool, False, "Run without leader election semantics (a single instance)"),
+        Flag("event_subscriber", str, None, "http_callback: POST every event to the /v2/eventSubscriptions URLs"),
+        Flag("http_endpoints", str, None, "Comma-separated callback URLs added to the event subscribers at start"),
+        Flag("http_event_request_timeout", _milliseconds, 10000.0, "Milliseconds an event callback may take"),
         Flag("logging_level", str, "info", "debug, info, warning or error"),
     ],
 )
@@ -107,6 +111,11 @@ class MarathonService:
         self.redacted_zk = str(self.zk_url)
         self.mesos_user = flags.mesos_user or getpass.getuser()
         self.events = EventBus()
+        self.http_callbacks_enabled = _http_callbacks_enabled(flags)
+        self.static_callbacks = tuple(
+            validate_callback_url(url.strip()) for url in (flags.http_endpoints or "").split(",") if url.strip()
+        )
+        self.callbacks: HttpCallbacks | None = None
         self.session = ZooKeeperSession(self.zk_url, session_timeout=flags.zk_session_timeout / 1000)
         # Curator's LeaderLatch semantics, as Marathon has them: a dropped ZooKeeper connection ends the term
         # at once (writes could not be stored, and another instance may be elected soon).
@@ -203,6 +212,12 @@ class MarathonService:
         )
         marathon = Marathon(storage, settings, self.events)
         await marathon.load()
+        if self.http_callbacks_enabled:
+            callbacks = HttpCallbacks(
+                storage, self.events, self.flags.http_event_request_timeout / 1000, self.static_callbacks
+            )
+            await callbacks.start()
+            self.callbacks = callbacks
         mesos_scheduler = MesosScheduler(marathon)
         info = framework_info(
             name=self.flags.framework_name,
@@ -255,6 +270,10 @@ class MarathonService:
     async def _stop_leading(self, reason: str = "stepped down") -> None:
         self.marathon = None
         self.events.close_all()
+        callbacks, self.callbacks = self.callbacks, None
+        if callbacks is not None:
+            with contextlib.suppress(Exception):
+                await callbacks.stop()
         client, self._client = self._client, None
         if client is not None:
             with contextlib.suppress(Exception):
@@ -275,6 +294,14 @@ def _log_tasks() -> None:
         stack = io.StringIO()
         task.print_stack(file=stack)
         log.warning("task %s:\n%s", task.get_name(), stack.getvalue())
+
+
+def _http_callbacks_enabled(flags: Any) -> bool:
+    """`--event_subscriber http_callback` (the only subscriber type Marathon has besides the event stream)."""
+    value = (flags.event_subscriber or "").strip()
+    if value and value != EVENT_SUBSCRIBER_HTTP_CALLBACK:
+        raise ValueError(f"--event_subscriber: unknown subscriber {value!r}; the one known is http_callback")
+    return value == EVENT_SUBSCRIBER_HTTP_CALLBACK
 
 
 def default_zookeeper_url(master: MasterLocation) -> ZooKeeperUrl:

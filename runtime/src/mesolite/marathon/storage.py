@@ -35,6 +35,7 @@ APP_VERSIONS = "app-versions/"
 GROUPS = "groups/"
 DEPLOYMENTS = "deployments/"
 TASKS = "tasks/"
+EVENT_SUBSCRIBERS = "event-subscribers"  # the callback URLs of /v2/eventSubscriptions, one JSON list
 DEFAULT_MAX_VERSIONS = 50
 
 # What kazoo raises when the connection (or the session) went away under a request.
@@ -129,6 +130,13 @@ class MarathonStorage:
 
     async def delete_task(self, task_id: str) -> None:
         await self._delete(f"{TASKS}{task_id}")
+
+    async def event_subscribers(self) -> list[str]:
+        value = await self._read(lambda: self.store.get(EVENT_SUBSCRIBERS))
+        return list(json.loads(value)) if value is not None else []
+
+    async def save_event_subscribers(self, callback_urls: list[str]) -> None:
+        await self._put(EVENT_SUBSCRIBERS, _encode(callback_urls))
 
     # --- writes that fail fast or settle (see the module's documentation) -------------------------
 

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 
 from aiohttp import web
 
-from mesolite.marathon.api import apps, deployments, events, groups, info, queue, tasks
+from mesolite.marathon.api import apps, deployments, event_subscriptions, events, groups, info, queue, tasks
 from mesolite.marathon.api.context import SERVICE
 from mesolite.marathon.api.errors import error_middleware
 from mesolite.marathon.api.proxy import add_leader_header, leader_proxy_middleware
@@ -39,7 +39,7 @@ def create_http_app(service: MarathonService) -> web.Application:
     )
     application[SERVICE] = service
     application.on_response_prepare.append(add_leader_header)
-    for module in (apps, tasks, deployments, groups, queue, events, info):
+    for module in (apps, tasks, deployments, groups, queue, events, event_subscriptions, info):
         module.add_routes(application.router)
     add_marathon_ui(application)
     return application

@@ -11,7 +11,7 @@ from mesolite.marathon.api.views import deployment_json, deployment_reference
 async def list_deployments(request: web.Request) -> web.Response:
     marathon = marathon_of(request)
     deployments = sorted(marathon.deployments.values(), key=lambda d: d.version)
-    return web.json_response([deployment_json(d) for d in deployments])
+    return web.json_response([deployment_json(d, marathon) for d in deployments])
 
 
 async def delete_deployment(request: web.Request) -> web.Response:

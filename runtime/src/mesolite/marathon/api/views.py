@@ -37,7 +37,8 @@ def app_json(marathon: Marathon, app: dict, embeds: set[str]) -> dict[str, Any]:
     if "deployments" in embeds or "tasks" in embeds:
         wire["deployments"] = [{"id": d.id} for d in marathon.deployments_of(app["id"])]
     if "readiness" in embeds:
-        wire["readinessCheckResults"] = []
+        gated = marathon.readiness_gated(app["id"])
+        wire["readinessCheckResults"] = marathon.readiness_results_of(app["id"]) if gated else []
     if "tasks" in embeds:
         wire["tasks"] = [task.to_json(checks) for task in tasks]
     if "lastTaskFailure" in embeds and app["id"] in marathon.last_failures:
@@ -78,8 +79,8 @@ def task_stats(tasks: list[MarathonTask], checks: int) -> dict[str, Any]:
     return {"totalSummary": {"stats": stats}}
 
 
-def deployment_json(deployment: Deployment) -> dict[str, Any]:
-    return deployment.to_json()
+def deployment_json(deployment: Deployment, marathon: Marathon | None = None) -> dict[str, Any]:
+    return deployment.to_json(marathon.readiness_results_of if marathon is not None else None)
 
 
 def deployment_reference(deployment: Deployment) -> dict[str, str]:
