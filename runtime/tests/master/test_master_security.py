@@ -416,3 +416,17 @@ def test_the_real_agent_registers_with_its_credential_and_not_without(launcher, 
     time.sleep(2)  # the impostor retries meanwhile (backoff 200ms): it must still be refused
     assert registered_agents() == 1
     assert "refused credentials for POST /internal/agent/subscribe" in master.log()  # the impostor did try
+
+
+async def test_register_agents_admits_only_the_principals_it_names(launcher, credentials_file, tmp_path):
+    acls = {"permissive": False, "register_agents": [{"principals": {"values": ["agent"]}, "agents": {"type": "ANY"}}]}
+    master = start_secure_master(launcher, credentials_file, f"--acls={acls_file(tmp_path, acls)}")
+    async with aiohttp.ClientSession(headers=auth("bob")) as http:
+        body = {"type": "REGISTER", "agent_info": {"hostname": "impostor", "resources": []}}
+        async with http.post(master.url("/internal/agent/subscribe"), json=body) as response:
+            assert response.status == 403
+            assert "register_agents" in await response.text()
+    async with aiohttp.ClientSession(headers=auth("agent")) as agent_http:
+        agent = FakeAgent(agent_http, master.url())
+        await agent.subscribe()  # the named principal is admitted
+        await agent.disconnect()

@@ -61,3 +61,16 @@ def test_acls_inline_or_from_a_file(tmp_path):
     path.write_text("{")
     with pytest.raises(AclError, match="not valid JSON"):
         Authorizer.load(str(path))
+
+
+def test_actions_about_no_object_are_matched_by_any_only():
+    acls = authorizer(
+        permissive=False,
+        register_agents=[
+            {"principals": {"values": ["agent"]}, "agents": {"type": "ANY"}},
+            {"principals": {"values": ["odd"]}, "agents": {"values": ["node1"]}},
+        ],
+    )
+    assert acls.allows("register_agents", "agent")
+    assert not acls.allows("register_agents", "odd")  # a rule for named agents says nothing about "any agent"
+    assert not acls.allows("register_agents", "stranger")

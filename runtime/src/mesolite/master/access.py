@@ -137,7 +137,8 @@ class MasterSecurity:
 
     # ------------------------------------------------------------------ authorization
 
-    def allows(self, action: str, request: web.Request | None, value: str) -> bool:
-        """Whether the request's principal may perform `action` on `value` (a role, a user, a principal)."""
+    def allows(self, action: str, request: web.Request | None, value: str | None = None) -> bool:
+        """Whether the request's principal may perform `action` on `value` (a role, a user, a principal; None for
+        actions about no object in particular, such as `register_agents`)."""
         principal = principal_of(request) if request is not None else None
         return self.authorizer.allows(action, principal, value)

@@ -315,6 +315,8 @@ async def agent_subscribe(request: web.Request, master: Master) -> web.StreamRes
     )
     response.enable_chunked_encoding()
     stream = EventStream(response, f"agent-{request.remote}")
+    if not process_of(request).security.allows("register_agents", request):
+        return text_error(403, f"Principal '{principal_of(request)}' may not register agents (register_agents)")
     try:
         body = await read_json_call(request)
         validation.validate_agent_subscription(body)

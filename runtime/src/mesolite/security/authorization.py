@@ -10,6 +10,7 @@ first one that matches decides, as in Mesos's local authorizer:
 
 - a rule matches when its subject matches the principal (`values` containing it, `ANY`, or `NONE` for an anonymous
   request) and its object matches the object (`values` containing it, `ANY`, or `NONE`, which matches anything);
+  a request about no object in particular (`register_agents`, `view_flags`) is matched by `ANY` and `NONE` only;
 - a matching rule allows unless its subject or its object is `NONE` ("foo may run tasks as NONE" forbids foo);
 - when no rule matches, `permissive` decides (true by default, as in Mesos).
 """
@@ -30,6 +31,8 @@ ACTION_OBJECTS = {
     "view_executors": "users",
     "access_sandboxes": "users",
     "access_mesos_logs": "logs",
+    "register_agents": "agents",
+    "view_flags": "flags",
     "view_roles": "roles",
     "get_endpoints": "paths",
 }
@@ -67,8 +70,8 @@ class Entity:
             return principal is None
         return principal is not None and principal in self.values
 
-    def matches_object(self, value: str) -> bool:
-        return self.kind != "SOME" or value in self.values
+    def matches_object(self, value: str | None) -> bool:
+        return self.kind != "SOME" or (value is not None and value in self.values)
 
 
 @dataclass(frozen=True)
@@ -76,7 +79,7 @@ class Rule:
     principals: Entity
     objects: Entity
 
-    def decision(self, principal: str | None, value: str) -> bool | None:
+    def decision(self, principal: str | None, value: str | None) -> bool | None:
         """True (allowed) or False (refused) if this rule matches, None if it does not."""
         if not (self.principals.matches_subject(principal) and self.objects.matches_object(value)):
             return None
@@ -154,8 +157,9 @@ class Authorizer:
     def is_open(self) -> bool:
         return not self.rules and self.permissive
 
-    def allows(self, action: str, principal: str | None, value: str) -> bool:
-        """Whether `principal` (None: anonymous) may perform `action` on `value` (a role, a user, a principal)."""
+    def allows(self, action: str, principal: str | None, value: str | None = None) -> bool:
+        """Whether `principal` (None: anonymous) may perform `action` on `value` (a role, a user, a principal;
+        None for actions about no object in particular)."""
         for rule in self.rules.get(action, ()):
             decision = rule.decision(principal, value)
             if decision is not None:
