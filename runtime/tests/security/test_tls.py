@@ -78,13 +78,21 @@ def test_a_client_without_a_ca_accepts_any_certificate_unless_told_to_verify():
     ("environment", "named"),
     [
         ({"LIBPROCESS_SSL_ENABLED": "yes please"}, "LIBPROCESS_SSL_ENABLED must be true or false"),
-        ({"LIBPROCESS_SSL_ENABLED": "true"}, "needs LIBPROCESS_SSL_CERT_FILE"),
         ({"LIBPROCESS_SSL_REQUIRE_CERT": "true"}, "REQUIRE_CERT needs LIBPROCESS_SSL_CA_FILE"),
     ],
 )
 def test_bad_settings_name_the_variable(environment, named):
     with pytest.raises(TlsError, match=named):
         TlsSettings.from_environment(environment)
+
+
+def test_a_server_needs_its_certificate_but_a_client_does_not(cluster_pki):
+    settings = TlsSettings.from_environment(
+        {"LIBPROCESS_SSL_ENABLED": "true", "LIBPROCESS_SSL_CA_FILE": str(cluster_pki.ca_file)}
+    )
+    assert settings.scheme == "https" and settings.client_context().verify_mode == ssl.CERT_REQUIRED
+    with pytest.raises(TlsError, match="needs LIBPROCESS_SSL_CERT_FILE"):
+        settings.server_context()
 
 
 def test_missing_key_material_names_the_file(tmp_path, cluster_pki):

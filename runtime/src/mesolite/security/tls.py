@@ -68,10 +68,6 @@ class TlsSettings:
             verify_certificate=_flag(environment, "VERIFY_CERT"),
             require_certificate=_flag(environment, "REQUIRE_CERT"),
         )
-        if settings.enabled and (settings.certificate_file is None or settings.key_file is None):
-            raise TlsError(
-                f"{ENVIRONMENT_PREFIX}ENABLED needs {ENVIRONMENT_PREFIX}CERT_FILE and {ENVIRONMENT_PREFIX}KEY_FILE"
-            )
         if settings.require_certificate and settings.ca_file is None and settings.ca_directory is None:
             raise TlsError(
                 f"{ENVIRONMENT_PREFIX}REQUIRE_CERT needs {ENVIRONMENT_PREFIX}CA_FILE or {ENVIRONMENT_PREFIX}CA_DIR"
@@ -112,6 +108,11 @@ class TlsSettings:
         """The context a TLS server listens with, or None when TLS is not enabled."""
         if not self.enabled:
             return None
+        # Only a server needs its own certificate: a CLI with TLS enabled just speaks https to the master.
+        if self.certificate_file is None or self.key_file is None:
+            raise TlsError(
+                f"{ENVIRONMENT_PREFIX}ENABLED needs {ENVIRONMENT_PREFIX}CERT_FILE and {ENVIRONMENT_PREFIX}KEY_FILE"
+            )
         context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         context.minimum_version = ssl.TLSVersion.TLSv1_2
         self._load_own_certificate(context)
