@@ -21,6 +21,9 @@ FLAGS = FlagSet(
         "Print the leading Mesos master as ip:port and exit 0; exit 1 with a message if none is found within\n"
         "--timeout. MASTER is zk://[user:pass@]host:port[,host:port...]/path, file:///path (holding either\n"
         "form) or host:port.\n\n"
+        "The address is printed without a scheme even when the master speaks https (as Mesos's tool prints it),\n"
+        "so that `--master=$(mesos-resolve …)` keeps working: clients of a TLS cluster export\n"
+        "LIBPROCESS_SSL_ENABLED=true (and LIBPROCESS_SSL_CA_FILE), as Mesos's clients do.\n\n"
         "usage: mesos-resolve [--timeout=DURATION] MASTER   (or --master=MASTER)"
     ),
     flags=[
