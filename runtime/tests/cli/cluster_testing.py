@@ -9,8 +9,8 @@ from dataclasses import dataclass
 
 import pytest
 
-from harness.processes import ProcessLauncher, free_port
-from harness.waiting import wait_for
+from harness.cluster import start_master_and_agent
+from harness.processes import ProcessLauncher
 from harness.zookeeper import ZooKeeperServer
 
 SERVICES_PRESENT = all(
@@ -34,24 +34,5 @@ def run_cli(name: str, *arguments: str, timeout: float = 120) -> subprocess.Comp
 
 
 def start_cluster(launcher: ProcessLauncher, zookeeper: ZooKeeperServer, tmp_path) -> Cluster:
-    zk_url = zookeeper.url()
-    master_port, agent_port = free_port(), free_port()
-    master = launcher.start(
-        "master", "master", "--ip=127.0.0.1", f"--port={master_port}", f"--zk={zk_url}", "--quorum=1",
-        f"--work_dir={tmp_path / 'master'}", port=master_port,
-    )  # fmt: skip
-    launcher.start(
-        "agent", "agent", "--ip=127.0.0.1", f"--port={agent_port}", f"--master={zk_url}",
-        f"--work_dir={tmp_path / 'agent'}", "--resources=cpus:2;mem:1024;disk:1024;ports:[31000-31100]",
-        "--containerizers=mesos", port=agent_port,
-    )  # fmt: skip
-
-    def agent_active() -> bool:
-        import json
-        import urllib.request
-
-        with urllib.request.urlopen(master.url("/metrics/snapshot"), timeout=2) as response:
-            return json.load(response).get("master/slaves_active", 0) >= 1
-
-    wait_for(agent_active, 30, what="the agent to register with the master")
-    return Cluster(zk_url=zk_url, master_port=master_port)
+    started = start_master_and_agent(launcher, zookeeper, tmp_path)
+    return Cluster(zk_url=started.zk_url, master_port=started.master.port)

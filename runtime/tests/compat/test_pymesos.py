@@ -11,15 +11,14 @@ thread, so the callbacks below only record what they see and the test asserts fr
 from __future__ import annotations
 
 import getpass
-import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
 
 import pytest
 from pymesos_testing import TIMEOUT, RecordingScheduler
 
+from harness.cluster import MasterAndAgent, start_master_and_agent
 from harness.http import get_json
-from harness.processes import MesoliteProcess, ProcessLauncher, free_port
+from harness.processes import ProcessLauncher
 from harness.waiting import wait_for
 from harness.zookeeper import ZooKeeperServer
 
@@ -30,38 +29,13 @@ pytestmark = [
 ]
 
 
-@dataclass
-class Cluster:
-    zk_url: str
-    master: MesoliteProcess
-    agent: MesoliteProcess
+@pytest.fixture
+def cluster(launcher: ProcessLauncher, zookeeper: ZooKeeperServer, tmp_path) -> MasterAndAgent:
+    return start_master_and_agent(launcher, zookeeper, tmp_path, ("--allocation_interval=200ms",), timeout=TIMEOUT)
 
 
 @pytest.fixture
-def cluster(launcher: ProcessLauncher, zookeeper: ZooKeeperServer, tmp_path) -> Cluster:
-    zk_url = zookeeper.url()
-    master_port, agent_port = free_port(), free_port()
-    master = launcher.start(
-        "master", "master", "--ip=127.0.0.1", "--hostname=127.0.0.1", f"--port={master_port}", f"--zk={zk_url}",
-        f"--work_dir={tmp_path / 'master'}", "--allocation_interval=200ms", port=master_port,
-    )  # fmt: skip
-    (tmp_path / "agent").mkdir()
-    (tmp_path / "boot_id").write_text(f"{uuid.uuid4()}\n")
-    agent = launcher.start(
-        "agent", "agent", f"--master={zk_url}", "--ip=127.0.0.1", "--hostname=127.0.0.1", f"--port={agent_port}",
-        f"--work_dir={tmp_path / 'agent'}", f"--boot_id_file={tmp_path / 'boot_id'}", "--containerizers=mesos",
-        "--resources=cpus:2;mem:1024;disk:1024;ports:[31000-31100]", port=agent_port,
-    )  # fmt: skip
-    wait_for(
-        lambda: get_json(master.url("/metrics/snapshot")).get("master/slaves_active") == 1,
-        TIMEOUT,
-        what="the agent to register with the master",
-    )
-    return Cluster(zk_url, master, agent)
-
-
-@pytest.fixture
-def pymesos_driver(cluster: Cluster) -> Iterator[tuple[object, RecordingScheduler]]:
+def pymesos_driver(cluster: MasterAndAgent) -> Iterator[tuple[object, RecordingScheduler]]:
     """An unmodified pymesos driver for the cluster's zk:// URL; stopped (which tears the framework down)
     and joined at the end, so that its IO thread never outlives the test."""
     try:

@@ -11,14 +11,14 @@ from __future__ import annotations
 import getpass
 import json
 import time
-import uuid
 from collections.abc import Iterator
 
 import pytest
 from pymesos_testing import TIMEOUT, RecordingScheduler
 
+from harness.cluster import start_master_and_agent
 from harness.http import get_json
-from harness.processes import MesoliteProcess, ProcessLauncher, free_port
+from harness.processes import MesoliteProcess, ProcessLauncher
 from harness.waiting import wait_for
 from harness.zookeeper import ZooKeeperServer
 
@@ -39,27 +39,12 @@ def secured_master(
     credentials = tmp_path / "credentials"
     credentials.write_text(json.dumps({"credentials": [{"principal": PRINCIPAL, "secret": SECRET}]}))
     credentials.chmod(0o600)
-    zk_url = zookeeper.url()
-    master_port, agent_port = free_port(), free_port()
-    master = launcher.start(
-        "master", "master", "--ip=127.0.0.1", "--hostname=127.0.0.1", f"--port={master_port}", f"--zk={zk_url}",
-        f"--work_dir={tmp_path / 'master'}", "--allocation_interval=200ms", "--authenticate_frameworks",
-        "--authenticate_http_frameworks", "--http_framework_authenticators=basic", f"--credentials={credentials}",
-        port=master_port,
+    authentication = (
+        "--allocation_interval=200ms", "--authenticate_frameworks", "--authenticate_http_frameworks",
+        "--http_framework_authenticators=basic", f"--credentials={credentials}",
     )  # fmt: skip
-    (tmp_path / "agent").mkdir()
-    (tmp_path / "boot_id").write_text(f"{uuid.uuid4()}\n")
-    launcher.start(
-        "agent", "agent", f"--master={zk_url}", "--ip=127.0.0.1", "--hostname=127.0.0.1", f"--port={agent_port}",
-        f"--work_dir={tmp_path / 'agent'}", f"--boot_id_file={tmp_path / 'boot_id'}", "--containerizers=mesos",
-        "--resources=cpus:2;mem:1024;disk:1024;ports:[31000-31100]", port=agent_port,
-    )  # fmt: skip
-    wait_for(
-        lambda: get_json(master.url("/metrics/snapshot")).get("master/slaves_active") == 1,
-        TIMEOUT,
-        what="the agent to register with the master",
-    )
-    yield zk_url, master
+    started = start_master_and_agent(launcher, zookeeper, tmp_path, authentication, timeout=TIMEOUT)
+    yield started.zk_url, started.master
 
 
 def start_driver(zk_url: str, secret: str) -> tuple[object, RecordingScheduler]:

@@ -31,21 +31,12 @@ from docker_testing import (  # noqa: F401 - fixtures
     rootfs_image,
 )
 
+from harness.waiting import eventually
 from mesolite.agent.containerizers.base import AgentOptions
 from mesolite.agent.containerizers.docker.containerizer import DockerContainerizer
 from mesolite.agent.containerizers.docker.spec import LABEL_TASK_ID, LABEL_WORK_DIR, TaskIdentity, container_spec
 
 pytestmark = DOCKER_INTEGRATION
-
-
-async def until(predicate, seconds: float, what: str):
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        result = predicate()
-        if result:
-            return result
-        await asyncio.sleep(0.1)
-    pytest.fail(f"timed out after {seconds:.0f}s waiting for {what}")
 
 
 def running_event(run) -> dict | None:
@@ -78,7 +69,7 @@ async def test_bridge_task_is_reachable_at_its_host_port_and_killed_within_the_g
     assert containerizer.validate(task, run.options) is None
     running = asyncio.create_task(containerizer.run(run))
 
-    event = await until(lambda: running_event(run), 30, "TASK_RUNNING")
+    event = await eventually(lambda: running_event(run), within=30, what="TASK_RUNNING")
     network = event["container_status"]["network_infos"][0]
     assert network["ip_addresses"][0]["ip_address"].count(".") == 3
     assert network["port_mappings"] == [{"host_port": host_port, "container_port": 80, "protocol": "tcp"}]
@@ -87,10 +78,12 @@ async def test_bridge_task_is_reachable_at_its_host_port_and_killed_within_the_g
     assert inspection["HostConfig"]["CpuShares"] == 102  # cpus 0.1
     assert inspection["HostConfig"]["Memory"] == 64 * 2**20  # mem 64
 
-    page = await until(lambda: _try_get(f"http://127.0.0.1:{host_port}/"), 15, "nginx on the mapped port")
+    page = await eventually(
+        lambda: _try_get(f"http://127.0.0.1:{host_port}/"), within=15, what="nginx on the mapped port"
+    )
     assert "Welcome to nginx!" in page
     # nginx logs each request to stdout, which the sandbox gets.
-    await until(lambda: "GET / HTTP" in sandbox_text(run), 10, "nginx's access log in the sandbox")
+    await eventually(lambda: "GET / HTTP" in sandbox_text(run), within=10, what="nginx's access log in the sandbox")
 
     started = time.monotonic()
     await containerizer.kill(run, grace_period=2)
@@ -112,7 +105,7 @@ async def test_a_task_that_ignores_sigterm_is_killed_once_the_grace_period_is_ov
     run = make_run(tmp_path, docker_task(rootfs_image, "trap '' TERM; echo ready; while true; do sleep 0.1; done"))
     containerizer = DockerContainerizer(run.options)
     running = asyncio.create_task(containerizer.run(run))
-    await until(lambda: "ready" in sandbox_text(run), 30, "the task to start")
+    await eventually(lambda: "ready" in sandbox_text(run), within=30, what="the task to start")
     started = time.monotonic()
     await containerizer.kill(run, grace_period=1)
     termination = await asyncio.wait_for(running, 30)
@@ -128,7 +121,7 @@ async def test_a_check_command_runs_in_the_container_and_is_killed_when_it_times
     run = make_run(tmp_path, docker_task(rootfs_image, "exec sleep 600"))
     containerizer = DockerContainerizer(run.options)
     running = asyncio.create_task(containerizer.run(run))
-    await until(lambda: running_event(run), 30, "TASK_RUNNING")
+    await eventually(lambda: running_event(run), within=30, what="TASK_RUNNING")
     variables = {"variables": [{"name": "CODE", "value": "3"}]}  # the check's own, on top of the container's
     check = {"value": 'test -n "$MESOS_TASK_ID" && exit "$CODE"', "environment": variables}
     assert await containerizer.run_check_command(run, check) == 3
@@ -140,7 +133,9 @@ async def test_a_check_command_runs_in_the_container_and_is_killed_when_it_times
     def check_processes() -> list[str]:
         return [process[-1] for process in docker_api.top(f"mesos-{run.container_id}")["Processes"]]
 
-    await until(lambda: "sleep 77" not in check_processes(), 5, "the timed-out check's process to be killed")
+    await eventually(
+        lambda: "sleep 77" not in check_processes(), within=5, what="the timed-out check's process to be killed"
+    )
     await containerizer.kill(run, grace_period=0)
     assert (await asyncio.wait_for(running, 30)).state == "TASK_KILLED"
 
@@ -276,13 +271,13 @@ async def test_a_dockerd_restart_loses_neither_the_task_nor_a_log_line(tmp_path,
     containerizer = DockerContainerizer(options)
     try:
         running = asyncio.create_task(containerizer.run(run))
-        await until(lambda: "line 3\n" in sandbox_text(run), 30, "the first lines")
+        await eventually(lambda: "line 3\n" in sandbox_text(run), within=30, what="the first lines")
         # dockerd "restarts" twice while the container keeps writing (as with live-restore).
         await asyncio.to_thread(proxy.interrupt, 1.0)
         await asyncio.sleep(0.5)
         await asyncio.to_thread(proxy.interrupt, 0.5)
-        written = await until(lambda: sandbox_text(run).count("\n"), 30, "output after the restarts")
-        await until(lambda: sandbox_text(run).count("\n") > written + 3, 30, "the copy to go on")
+        written = await eventually(lambda: sandbox_text(run).count("\n"), within=30, what="output after the restarts")
+        await eventually(lambda: sandbox_text(run).count("\n") > written + 3, within=30, what="the copy to go on")
         (run.sandbox / "stop").touch()
         termination = await asyncio.wait_for(running, 60)
     finally:
@@ -296,7 +291,7 @@ async def test_a_real_dockerd_restart_with_live_restore_keeps_the_container_and_
     options = AgentOptions(work_dir=str(tmp_path), docker_socket=str(private_dockerd.socket))
     run = make_run(tmp_path, docker_task(ROOTFS_IMAGE, COUNTING_COMMAND), options)
     running = asyncio.create_task(DockerContainerizer(options).run(run))
-    await until(lambda: "line 5\n" in sandbox_text(run), 30, "the first lines")
+    await eventually(lambda: "line 5\n" in sandbox_text(run), within=30, what="the first lines")
     with private_dockerd.api() as api:
         started_at = api.inspect_container(f"mesos-{run.container_id}")["State"]["StartedAt"]
 
@@ -306,7 +301,9 @@ async def test_a_real_dockerd_restart_with_live_restore_keeps_the_container_and_
         state = api.inspect_container(f"mesos-{run.container_id}")["State"]
     assert state["Running"] and state["StartedAt"] == started_at, "the container did not survive the restart"
     written = sandbox_text(run).count("\n")
-    await until(lambda: sandbox_text(run).count("\n") > written + 3, 30, "the copy to go on after the restart")
+    await eventually(
+        lambda: sandbox_text(run).count("\n") > written + 3, within=30, what="the copy to go on after the restart"
+    )
     (run.sandbox / "stop").touch()
     termination = await asyncio.wait_for(running, 60)
     assert termination.state == "TASK_FINISHED", termination.message

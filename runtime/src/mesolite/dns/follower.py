@@ -27,7 +27,7 @@ import aiohttp
 from mesolite.dns.records import NamingSettings, RecordSet, generate_records, pid_address
 from mesolite.retry import RetryPolicy
 from mesolite.security.credentials import Credential
-from mesolite.zookeeper.detector import ZOOKEEPER_START_RETRY, MasterDetector, master_address
+from mesolite.zookeeper.detector import master_address, started_detector
 from mesolite.zookeeper.url import parse_zookeeper_url
 
 log = logging.getLogger(__name__)
@@ -98,16 +98,7 @@ class StateFollower:
 
     async def _follow_zookeeper(self) -> None:
         assert self.zk is not None
-        detector = MasterDetector(self.zk)
-        backoff = ZOOKEEPER_START_RETRY.backoff()
-        while True:
-            try:
-                await detector.start()
-                break
-            except Exception as error:
-                delay = backoff.next_delay()
-                log.warning("cannot reach ZooKeeper at %s yet (retrying in %.1fs): %s", self.zk, delay, error)
-                await asyncio.sleep(delay)
+        detector = await started_detector(self.zk)
         try:
             async for info in detector.changes():
                 if info is None:

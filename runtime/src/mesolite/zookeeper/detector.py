@@ -76,6 +76,20 @@ def parse_master_location(value: str) -> MasterLocation:
     return MasterLocation(address=address, scheme=scheme.removesuffix("://") if scheme else None)
 
 
+async def started_detector(url: ZooKeeperUrl) -> MasterDetector:
+    """A `MasterDetector` of `url`, started: until ZooKeeper answers, it keeps trying (and says so)."""
+    detector = MasterDetector(url)
+    backoff = ZOOKEEPER_START_RETRY.backoff()
+    while True:
+        try:
+            await detector.start()
+            return detector
+        except Exception as error:
+            delay = backoff.next_delay()
+            log.warning("cannot reach ZooKeeper at %s yet (retrying in %.1fs): %s", url, delay, error)
+            await asyncio.sleep(delay)
+
+
 async def leader_addresses(location: MasterLocation) -> AsyncIterator[str | None]:
     """`scheme://host:port` of the leading master, now and after every change (None while there is none): https
     when its MasterInfo says so (a master with TLS), or when a fixed `--master` was given as https:// (a client
@@ -84,16 +98,7 @@ async def leader_addresses(location: MasterLocation) -> AsyncIterator[str | None
         yield f"{location.scheme or 'http'}://{location.address}"
         await asyncio.Event().wait()  # a fixed master never changes
         return
-    detector = MasterDetector(location.zookeeper)
-    backoff = ZOOKEEPER_START_RETRY.backoff()
-    while True:
-        try:
-            await detector.start()
-            break
-        except Exception as error:
-            delay = backoff.next_delay()
-            log.warning("cannot reach ZooKeeper at %s yet (retrying in %.1fs): %s", detector.url, delay, error)
-            await asyncio.sleep(delay)
+    detector = await started_detector(location.zookeeper)
     try:
         async for leader in detector.changes():
             yield None if leader is None else master_url(leader)
