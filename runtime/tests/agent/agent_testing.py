@@ -112,7 +112,11 @@ def start_registered_agent(launcher: ProcessLauncher, home: AgentHome, master: s
 
 def agent_tasks(agent_url: str) -> dict[str, dict]:
     """task id -> task of the agent's /state (live and completed)."""
-    state = get_json(f"{agent_url}/state")
+    return tasks_of_state(get_json(f"{agent_url}/state"))
+
+
+def tasks_of_state(state: dict) -> dict[str, dict]:
+    """task id -> task (with its sandbox `directory`) of an agent's /state, live and completed."""
     found = {}
     for framework in state["frameworks"] + state["completed_frameworks"]:
         for executor in framework["executors"] + framework["completed_executors"]:

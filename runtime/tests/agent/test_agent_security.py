@@ -24,7 +24,7 @@ from types import SimpleNamespace
 
 import pytest
 from agent_fake_master import FakeMaster
-from agent_testing import AgentHome, agent_tasks, home  # noqa: F401 - a fixture
+from agent_testing import AgentHome, agent_tasks, home, tasks_of_state  # noqa: F401 - a fixture
 from aiohttp import web
 
 from harness.http import get_json
@@ -214,13 +214,7 @@ def test_every_route_wants_credentials_except_health_and_version(launcher, home,
 def agent_tasks_with(agent_url: str, auth: tuple[str, str]) -> dict[str, dict]:
     status, body, _ = request(f"{agent_url}/state", auth)
     assert status == 200
-    state = json.loads(body)
-    found = {}
-    for framework in state["frameworks"] + state["completed_frameworks"]:
-        for executor in framework["executors"] + framework["completed_executors"]:
-            for task in executor["tasks"] + executor["completed_tasks"]:
-                found[task["id"]] = {**task, "directory": executor["directory"]}
-    return found
+    return tasks_of_state(json.loads(body))
 
 
 def test_access_sandboxes_and_view_tasks_refuse_a_principal_the_tasks_of_a_user(launcher, home, master, tmp_path):

@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest
 from lb_testing import Backend, StandInMarathon
-
-requires_haproxy = pytest.mark.skipif(shutil.which("haproxy") is None, reason="needs HAProxy (Debian package haproxy)")
 
 
 @pytest.fixture

@@ -17,12 +17,14 @@ import json
 import shutil
 import ssl
 import tempfile
+import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import aiohttp
+import pytest
 from aiohttp import web
 
 from harness.processes import free_port
@@ -249,11 +251,9 @@ class Backend:
             await self._runner.cleanup()
 
 
-@contextlib.asynccontextmanager
-async def running_lb(marathon: StandInMarathon, *extra: str) -> AsyncIterator[LoadBalancerService]:
-    """`mesolite lb` (in this process, so that tests can read its counters) driving a real HAProxy."""
-    run_directory = Path(tempfile.mkdtemp(prefix="lb-", dir="/tmp"))  # short: unix socket paths are limited
-    arguments = [
+def lb_arguments(marathon: StandInMarathon, run_directory: Path, reload_interval: str = "0.5secs") -> list[str]:
+    """`mesolite lb`'s flags for a test: loopback only, free ports, files under `run_directory`."""
+    return [
         f"--marathon={marathon.url}",
         f"--haproxy_config={run_directory / 'haproxy.cfg'}",
         f"--run_directory={run_directory}",
@@ -261,11 +261,15 @@ async def running_lb(marathon: StandInMarathon, *extra: str) -> AsyncIterator[Lo
         f"--http_port={free_port()}",
         f"--https_port={free_port()}",
         f"--stats_port={free_port()}",
-        "--reload_interval=0.5secs",
-        "--drain_timeout=1secs",
-        "--server_slots=8",
-        *extra,
+        f"--reload_interval={reload_interval}",
     ]
+
+
+@contextlib.asynccontextmanager
+async def running_lb(marathon: StandInMarathon, *extra: str) -> AsyncIterator[LoadBalancerService]:
+    """`mesolite lb` (in this process, so that tests can read its counters) driving a real HAProxy."""
+    run_directory = Path(tempfile.mkdtemp(prefix="lb-", dir="/tmp"))  # short: unix socket paths are limited
+    arguments = [*lb_arguments(marathon, run_directory), "--drain_timeout=1secs", "--server_slots=8", *extra]
     service = LoadBalancerService(FLAGS.parse(arguments, environ={}))
     stopped = asyncio.Event()
     task = asyncio.create_task(service.run(stopped))
@@ -281,3 +285,37 @@ async def get(session: aiohttp.ClientSession, url: str, host: str | None = None)
     headers = {"Host": host} if host else {}
     async with session.get(url, headers=headers, timeout=aiohttp.ClientTimeout(total=10)) as response:
         return response.status, await response.text()
+
+
+requires_haproxy = pytest.mark.skipif(shutil.which("haproxy") is None, reason="needs HAProxy (Debian package haproxy)")
+
+
+def fresh_connections() -> aiohttp.ClientSession:
+    """A client that opens a connection per request: in tcp mode HAProxy balances connections, not requests."""
+    return aiohttp.ClientSession(connector=aiohttp.TCPConnector(force_close=True))
+
+
+async def answers(session: aiohttp.ClientSession, url: str, count: int, host: str | None = None) -> list[str]:
+    """The bodies of `count` requests (the backends answer their names); failures answer 'status <n>'."""
+    bodies = []
+    for _ in range(count):
+        try:
+            status, text = await get(session, url, host)
+            bodies.append(text if status == 200 else f"status {status}")
+        except aiohttp.ClientError as error:
+            bodies.append(f"error {error}")
+    return bodies
+
+
+async def until_served(
+    session: aiohttp.ClientSession, url: str, names: set[str], within: float = 20.0, host: str | None = None
+) -> None:
+    """Wait until requests to `url` are answered by exactly the backends `names`."""
+    deadline = time.monotonic() + within
+    seen: set[str] = set()
+    while time.monotonic() < deadline:
+        seen = set(await answers(session, url, 4 * max(1, len(names)), host))
+        if seen == names:
+            return
+        await asyncio.sleep(0.1)
+    pytest.fail(f"{url} answered by {sorted(seen)}, expected {sorted(names)}")

@@ -7,48 +7,24 @@ from __future__ import annotations
 import asyncio
 import logging
 import ssl
-import time
 
 import aiohttp
 import pytest
-from lb_testing import StandInMarathon, get, marathon_app, running_lb
+from lb_testing import (
+    StandInMarathon,
+    answers,
+    fresh_connections,
+    get,
+    marathon_app,
+    requires_haproxy,
+    running_lb,
+    until_served,
+)
 
-from conftest import requires_haproxy
 from harness.processes import free_port
 from harness.waiting import eventually
 
 pytestmark = requires_haproxy
-
-
-def fresh_connections() -> aiohttp.ClientSession:
-    """A client that opens a connection per request: in tcp mode HAProxy balances connections, not requests."""
-    return aiohttp.ClientSession(connector=aiohttp.TCPConnector(force_close=True))
-
-
-async def answers(session: aiohttp.ClientSession, url: str, count: int, host: str | None = None) -> list[str]:
-    """The bodies of `count` requests (the backends answer their names); failures answer 'status <n>'."""
-    bodies = []
-    for _ in range(count):
-        try:
-            status, text = await get(session, url, host)
-            bodies.append(text if status == 200 else f"status {status}")
-        except aiohttp.ClientError as error:
-            bodies.append(f"error {error}")
-    return bodies
-
-
-async def until_served(
-    session: aiohttp.ClientSession, url: str, names: set[str], within: float = 20.0, host: str | None = None
-) -> None:
-    """Wait until requests to `url` are answered by exactly the backends `names`."""
-    deadline = time.monotonic() + within
-    seen: set[str] = set()
-    while time.monotonic() < deadline:
-        seen = set(await answers(session, url, 4 * max(1, len(names)), host))
-        if seen == names:
-            return
-        await asyncio.sleep(0.1)
-    pytest.fail(f"{url} answered by {sorted(seen)}, expected {sorted(names)}")
 
 
 async def master_reloads(lb) -> int:

@@ -12,9 +12,8 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from lb_testing import marathon_app, marathon_task
+from lb_testing import marathon_app, marathon_task, requires_haproxy
 
-from conftest import requires_haproxy
 from mesolite.lb.labels import LabelError, is_exposed, service_settings
 from mesolite.lb.model import Exposure, desired_state, takes_traffic
 from mesolite.lb.render import GlobalSettings, layout_for, render, slot_count

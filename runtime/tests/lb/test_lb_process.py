@@ -12,10 +12,8 @@ import sys
 import tempfile
 from pathlib import Path
 
-from lb_testing import marathon_app
-from test_lb_haproxy import fresh_connections, until_served
+from lb_testing import fresh_connections, lb_arguments, marathon_app, requires_haproxy, until_served
 
-from conftest import requires_haproxy
 from harness.processes import free_port
 from mesolite.lb.haproxy import HAProxy
 
@@ -54,17 +52,7 @@ async def test_the_lb_process_restarts_while_haproxy_keeps_serving(marathon, bac
     marathon.put_app(marathon_app("/web", service_port, {"HAPROXY_GROUP": "external"}))
     first, second = await backends("first"), await backends("second")
     marathon.run_task("/web", first.port)
-    arguments = [
-        f"--marathon={marathon.url}",
-        f"--haproxy_config={run_directory / 'haproxy.cfg'}",
-        f"--run_directory={run_directory}",
-        "--bind_address=127.0.0.1",
-        f"--http_port={free_port()}",
-        f"--https_port={free_port()}",
-        f"--stats_port={free_port()}",
-        "--reload_interval=0.2secs",
-        "--haproxy_keep_running",
-    ]
+    arguments = [*lb_arguments(marathon, run_directory, reload_interval="0.2secs"), "--haproxy_keep_running"]
     master_pid = None
     started: list[asyncio.subprocess.Process] = []
     try:
