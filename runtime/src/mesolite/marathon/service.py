@@ -138,7 +138,9 @@ class MarathonService:
 
     @property
     def is_leader(self) -> bool:
-        return self.election.is_leader
+        """Leads and serves: elected, and its state loaded. Between the two, /v2/info says `elected: false` and
+        the API answers 503, as Marathon only reports leadership once it has started leading."""
+        return self.election.is_leader and self.marathon is not None
 
     @property
     def leader_address(self) -> str | None:
