@@ -23,7 +23,7 @@ from typing import Any
 
 from mesolite.flags import FlagError
 from mesolite.security.credentials import CredentialsError, load_secret, parse_user_passwords
-from mesolite.security.tls import TlsError, TlsSettings, load_pkcs12_chain
+from mesolite.security.tls import TlsError, TlsSettings, load_pkcs12_chain, new_server_context
 
 DEFAULT_REALM = "Mesosphere"
 
@@ -67,18 +67,12 @@ def http_security(flags: Any) -> HttpSecurity:
     return HttpSecurity(credentials, flags.http_realm or DEFAULT_REALM, not flags.disable_http, https_context)
 
 
-def _server_context() -> ssl.SSLContext:
-    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    context.minimum_version = ssl.TLSVersion.TLSv1_2
-    return context
-
-
 def _https_context(flags: Any) -> ssl.SSLContext | None:
     keystore, certificate, key = flags.ssl_keystore_path, flags.ssl_certificate_path, flags.ssl_key_path
     if keystore and (certificate or key):
         raise FlagError("give either --ssl_keystore_path or --ssl_certificate_path/--ssl_key_path, not both")
     if keystore:
-        context = _server_context()
+        context = new_server_context()
         try:
             load_pkcs12_chain(context, Path(keystore), flags.ssl_keystore_password)
         except TlsError as error:
@@ -92,7 +86,7 @@ def _https_context(flags: Any) -> ssl.SSLContext | None:
         if not certificate or not key:
             missing = "--ssl_key_path" if certificate else "--ssl_certificate_path"
             raise FlagError(f"{missing} is needed too: https needs a certificate and its private key (PEM files)")
-        context = _server_context()
+        context = new_server_context()
         for flag_name, path in (("--ssl_certificate_path", certificate), ("--ssl_key_path", key)):
             if not Path(path).is_file():
                 raise FlagError(f"{flag_name}: no readable file {path}")

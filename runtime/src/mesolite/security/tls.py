@@ -113,8 +113,7 @@ class TlsSettings:
             raise TlsError(
                 f"{ENVIRONMENT_PREFIX}ENABLED needs {ENVIRONMENT_PREFIX}CERT_FILE and {ENVIRONMENT_PREFIX}KEY_FILE"
             )
-        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-        context.minimum_version = ssl.TLSVersion.TLSv1_2
+        context = new_server_context()
         self._load_own_certificate(context)
         self._load_trust(context)
         if self.require_certificate:
@@ -137,6 +136,13 @@ class TlsSettings:
             context.verify_mode = ssl.CERT_NONE
         self._load_own_certificate(context)
         return context
+
+
+def new_server_context() -> ssl.SSLContext:
+    """A TLS server context (TLS 1.2 or later) before its certificate is loaded."""
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    return context
 
 
 def load_pkcs12_chain(context: ssl.SSLContext, path: Path, password: str | None) -> None:
