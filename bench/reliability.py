@@ -7,8 +7,10 @@ every master and Marathon several times a second, and each run reports: time to 
 until every agent is active on it, time until Marathon reports every task RUNNING, the client's failed requests,
 tasks lost or duplicated, master failovers and Marathon leader changes (issue 11, "Figures").
 
-The cluster is built with the chaos tests' own code (runtime/tests/chaos): `start_ensemble`, `ProcessLauncher`,
-`Cluster`, so that the benchmark runs what the tests run.
+The cluster is built with the chaos tests' own code, so that the benchmark runs what the tests run: the test
+harness (runtime/tests/harness: `start_ensemble`, `ProcessLauncher`) and the chaos tests' cluster
+(runtime/tests/chaos/chaos_cluster.py: `Cluster`, `app`, `session_of_member`). Only those plain modules are
+imported, never a conftest or a test module (tests/test_bench_scripts.py checks that this script starts).
 """
 
 from __future__ import annotations
@@ -29,14 +31,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 REPOSITORY = Path(__file__).resolve().parent.parent
-# The chaos tests' fixtures are plain classes and functions: import them rather than keep a copy here.
+# The test harness and the chaos tests' cluster are plain modules: import them rather than keep a copy here.
+# runtime/tests is where pytest finds them too (its `pythonpath` in runtime/pyproject.toml).
 sys.path.insert(0, str(REPOSITORY / "runtime" / "tests"))
 
 import pytest  # noqa: E402  (the test helpers report a timeout with pytest.fail, an exception outside pytest)
-from chaos.conftest import ZooKeeperEnsemble, start_ensemble  # noqa: E402
-from chaos.test_framework_failover import Cluster, app  # noqa: E402
-from chaos.test_zookeeper_faults import http, session_of_member  # noqa: E402
-from conftest import MesoliteProcess, ProcessLauncher  # noqa: E402
+from chaos.chaos_cluster import Cluster, app, session_of_member  # noqa: E402
+from chaos.chaos_cluster import http_without_redirects as http  # noqa: E402  (only the leader answers 200)
+from harness.ensemble import ZooKeeperEnsemble, start_ensemble  # noqa: E402
+from harness.processes import MesoliteProcess, ProcessLauncher  # noqa: E402
 from run import machine  # noqa: E402  (bench/run.py, next to this file)
 
 RESULTS = REPOSITORY / "docs" / "reliability.md"

@@ -7,7 +7,6 @@ is short; every wait is bounded generously, nothing is timed for performance.
 
 from __future__ import annotations
 
-import functools
 import threading
 import time
 import uuid
@@ -17,10 +16,10 @@ from pathlib import Path
 import pytest
 from kazoo.client import KazooClient
 
-from harness.http import http as http_request
+from chaos.chaos_cluster import http_without_redirects as http
+from chaos.chaos_cluster import session_of_member
 from harness.processes import MesoliteProcess, ProcessLauncher, free_port
 from harness.waiting import wait_for
-from mesolite.zookeeper.url import parse_zookeeper_url
 
 pytestmark = pytest.mark.integration
 
@@ -28,9 +27,6 @@ MASTER_SESSION_TIMEOUT = 4.0
 
 
 # --- the cluster under test -------------------------------------------------------------------------------
-
-# Redirects are answers to look at here (which master redirects where), not to follow.
-http = functools.partial(http_request, timeout=5, follow_redirects=False)
 
 
 def start_master(launcher: ProcessLauncher, zk_url: str, port: int | None = None) -> MesoliteProcess:
@@ -79,21 +75,6 @@ def term_of(master: MesoliteProcess) -> tuple[str, float] | None:
     """(master id, elected_time) of the term `master` serves, or None when it does not serve as leader."""
     status, _, body = http("GET", master.url("/master/state"), timeout=2)
     return (body["id"], body["elected_time"]) if status == 200 else None
-
-
-def session_of_member(zk_url: str, label: str) -> int:
-    """The session id that owns the lowest election member `label_*` under `zk_url`'s path."""
-    url = parse_zookeeper_url(zk_url)
-    client = KazooClient(hosts=url.hosts)
-    client.start(20)
-    try:
-        path = url.path
-        members = sorted(child for child in client.get_children(path) if child.startswith(f"{label}_"))
-        assert members, f"no {label} member under {path}"
-        return client.exists(f"{path}/{members[0]}").ephemeralOwner
-    finally:
-        client.stop()
-        client.close()
 
 
 @dataclass(eq=False)  # a thread must stay hashable
