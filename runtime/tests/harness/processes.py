@@ -11,6 +11,7 @@ import ssl
 import subprocess
 import sys
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -78,8 +79,10 @@ class ProcessLauncher:
         health_path: str | None = "/health",
         timeout: float = 30,
         ssl_context: ssl.SSLContext | None = None,
+        preexec_fn: Callable[[], None] | None = None,
     ) -> MesoliteProcess:
-        """`ssl_context`: the service serves https; its health is checked with this client context."""
+        """`ssl_context`: the service serves https; its health is checked with this client context.
+        `preexec_fn`: run in the child before it executes (e.g. `resource.setrlimit` for a lower limit)."""
         log_path = self.directory / f"{name}-{len(self.started)}.log"
         command = [sys.executable, "-m", "mesolite.cli", *arguments]
         process = subprocess.Popen(
@@ -87,6 +90,7 @@ class ProcessLauncher:
             stdout=log_path.open("wb"),
             stderr=subprocess.STDOUT,
             start_new_session=True,
+            preexec_fn=preexec_fn,
             env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})},
         )
         started = MesoliteProcess(name, command, log_path, process, port, "https" if ssl_context else "http")

@@ -36,7 +36,7 @@ def test_master_flags_have_mesos_defaults(tmp_path):
         15.0,
         5,
     )
-    assert flags.agent_reregister_timeout == 600.0 and flags.offer_timeout is None
+    assert flags.agent_reregister_timeout == 600.0 and flags.offer_timeout == 60.0  # mesolite: 1mins (issue 16)
     zk = tmp_path / "etc/mesos/zk"
     zk.parent.mkdir(parents=True)
     zk.write_text("zk://10.0.0.1:2181/mesos\n")

@@ -51,6 +51,19 @@ def text_error(status: int, message: str) -> web.Response:
     return web.Response(status=status, text=message + "\n", content_type="text/plain")
 
 
+def refuse_for_descriptors(process: MasterProcess, kind: str) -> web.Response | None:
+    """`503` with `Retry-After` when a new stream of `kind` would eat into the descriptor reserve (limits.py).
+
+    The connection is closed with the answer: a refused client must not keep holding a descriptor."""
+    refusal = process.descriptors.refuse_new_stream(kind)
+    if refusal is None:
+        return None
+    response = text_error(503, refusal.message)
+    response.headers["Retry-After"] = str(refusal.retry_after)
+    response.force_close()
+    return response
+
+
 def leader_only(handler: Callable[[web.Request, Master], Awaitable[web.StreamResponse]]) -> Handler:
     """Run `handler` with the leading `Master`, or redirect to the leader / answer 503."""
 
@@ -172,7 +185,7 @@ async def teardown(request: web.Request, master: Master) -> web.Response:
 
 async def metrics_snapshot(request: web.Request) -> web.Response:
     process = process_of(request)
-    return web.json_response(metrics.snapshot(process.master, process.start_time))
+    return web.json_response(metrics.snapshot(process.master, process.start_time) | process.descriptors.metrics())
 
 
 def json_response(body: dict, request: web.Request) -> web.Response:
@@ -273,6 +286,9 @@ def check_framework_principal(request: web.Request, framework_info: dict) -> Non
 
 async def subscribe(request: web.Request, master: Master, call: dict) -> web.StreamResponse:
     info, framework_id = master.validate_subscribe(call)
+    refused = refuse_for_descriptors(process_of(request), "framework")
+    if refused is not None:
+        return refused
     # Refused before anything exists: no framework, no stream, no registry record.
     check_framework_principal(request, info)
     existing = master.frameworks.get(framework_id) if framework_id else None
@@ -310,6 +326,9 @@ async def serve_stream(request: web.Request, response: web.StreamResponse, strea
 
 @leader_only
 async def agent_subscribe(request: web.Request, master: Master) -> web.StreamResponse:
+    refused = refuse_for_descriptors(process_of(request), "agent")
+    if refused is not None:
+        return refused
     response = web.StreamResponse(
         status=200, headers={"Content-Type": "application/recordio", "Record-Io-Content-Type": "application/json"}
     )

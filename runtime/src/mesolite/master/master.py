@@ -29,7 +29,7 @@ from mesolite.master.allocator import Allocation, Allocator
 from mesolite.master.frameworks import MAX_COMPLETED_TASKS, Framework, framework_roles
 from mesolite.master.liveness import AgentLiveness
 from mesolite.master.metrics import Timer
-from mesolite.master.offers import Offer
+from mesolite.master.offers import Offer, expired_offers
 from mesolite.master.recovery import Recovery
 from mesolite.master.registry import Registry
 from mesolite.master.streams import EventStream
@@ -861,9 +861,11 @@ class Master:
         timeout = self.settings.offer_timeout
         if not timeout:
             return
-        deadline = now() - timeout
-        for offer in [offer for offer in self.offers.values() if offer.created < deadline]:
-            self.rescind(offer)
+        expired = expired_offers(self.offers, timeout, time.monotonic())
+        for offer in expired:
+            self.rescind(offer)  # RESCIND to the framework, the resources back to the allocator (no filter)
+        if expired:
+            log.info("rescinded %d offers held longer than --offer_timeout (%gs)", len(expired), timeout)
 
     # ------------------------------------------------------------------ loops
 

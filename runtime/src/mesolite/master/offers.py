@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import functools
+import itertools
+import time
 from dataclasses import dataclass, field
 
 from mesolite.master.agents import RegisteredAgent
@@ -18,6 +20,8 @@ class Offer:
     role: str
     resources: Resources
     created: float = field(default_factory=now)
+    # For --offer_timeout: a monotonic clock, so that a step of the wall clock expires nothing early or late.
+    made_at: float = field(default_factory=time.monotonic)
 
     def to_protobuf_json(self, agent: RegisteredAgent, executor_ids: list[str]) -> dict:
         return {
@@ -42,6 +46,16 @@ class Offer:
             "resources": self.resources.flatten(),
             "allocation_info": {"role": self.role},
         }
+
+
+def expired_offers(offers: dict[str, Offer], timeout: float, now_monotonic: float) -> list[Offer]:
+    """The offers of `offers` made more than `timeout` seconds before `now_monotonic`, oldest first.
+
+    `offers` holds them in the order they were made (a dict keeps insertion order, and an offer is added once,
+    when made), so the scan stops at the first one still young: each check costs the number of offers expiring,
+    not the number outstanding (tens of thousands at 50,000 agents, checked every allocation interval)."""
+    deadline = now_monotonic - timeout
+    return list(itertools.takewhile(lambda offer: offer.made_at <= deadline, offers.values()))
 
 
 @functools.lru_cache(maxsize=4096)

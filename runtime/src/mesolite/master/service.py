@@ -28,6 +28,7 @@ from mesolite.ids import IdGenerator, new_master_id
 from mesolite.master.access import MasterSecurity
 from mesolite.master.allocator import DEFAULT_MIN_ALLOCATABLE, parse_min_allocatable
 from mesolite.master.http import build_app
+from mesolite.master.limits import DescriptorBudget
 from mesolite.master.master import Master, MasterSettings
 from mesolite.master.registry import Registry
 from mesolite.process import configure_logging, set_on_termination
@@ -37,6 +38,13 @@ from mesolite.zookeeper.detector import ip_to_uint32, master_address
 from mesolite.zookeeper.url import ZooKeeperUrl, parse_zookeeper_url
 
 log = logging.getLogger("mesolite.master")
+
+# Mesos leaves --offer_timeout unset (offers held forever). A healthy framework answers an offer within seconds
+# (Marathon at once); an offer older than a minute was lost (an ACCEPT that never arrived, a scheduler that
+# crashed holding it) or is hoarded, and its resources should go back to the allocator. Issue 16 saw 157 offers
+# stranded for good after a stall. Frameworks that hoard on purpose (Aurora holds offers for minutes) need a
+# larger value.
+DEFAULT_OFFER_TIMEOUT = 60.0
 
 FLAGS = FlagSet(
     service_name="mesolite master",
@@ -87,7 +95,13 @@ FLAGS = FlagSet(
             "how long agents have to re-register with a new leader",
             aliases=("slave_reregister_timeout",),
         ),
-        Flag("offer_timeout", duration, None, "rescind offers held longer than this (default: never)"),
+        Flag(
+            "offer_timeout",
+            duration,
+            DEFAULT_OFFER_TIMEOUT,
+            "rescind offers held longer than this and give their resources back to the allocator; 0secs: never "
+            "(Mesos's default; mesolite's is 1mins so that a lost or hoarded offer cannot hold resources forever)",
+        ),
         Flag("min_allocatable_resources", str, DEFAULT_MIN_ALLOCATABLE, "smallest offer, e.g. cpus:0.01|mem:32"),
         Flag("weights", str, None, "role weights, e.g. web=2,batch=1"),
         Flag("roles", str, None, "accepted for compatibility (roles are implicit)"),
@@ -148,6 +162,14 @@ FLAGS = FlagSet(
             "view_frameworks, view_tasks and access_sandboxes; without it everything is allowed",
         ),
         Flag("webui_dir", str, None, "accepted for compatibility: the UI is built in"),
+        Flag(
+            "fd_reserve",
+            int,
+            None,
+            "file descriptors kept for ZooKeeper, the registry, logs and operator requests: once fewer than this "
+            "remain under the process's RLIMIT_NOFILE, new agent and framework subscriptions are answered 503 with "
+            "Retry-After (default: a tenth of the limit, at least 64 and at most 4096) (mesolite)",
+        ),
         Flag("max_completed_frameworks", int, 50, "completed frameworks kept for /state"),
         Flag("max_completed_tasks_per_framework", int, 1000, "completed tasks kept per framework for /state"),
         Flag("version", boolean, False, "print the version and exit"),
@@ -288,10 +310,18 @@ class LeadershipLease:
 class MasterProcess:
     """One running master process: its MasterInfo, who leads, and the `Master` while this one does."""
 
-    def __init__(self, flags: SimpleNamespace, settings: MasterSettings, security: MasterSecurity | None = None):
+    def __init__(
+        self,
+        flags: SimpleNamespace,
+        settings: MasterSettings,
+        security: MasterSecurity | None = None,
+        descriptors: DescriptorBudget | None = None,
+    ):
         self.flags = flags
         self.settings = settings
         self.security = security or MasterSecurity()
+        # Without a budget (tests building the app alone) nothing is refused for lack of descriptors.
+        self.descriptors = descriptors or DescriptorBudget(limit=2**62, reserve=0)
         self.start_time = time.time()
         ip = flags.advertise_ip or flags.ip or default_ip()
         port = flags.advertise_port or flags.port
@@ -397,9 +427,11 @@ async def run(flags: SimpleNamespace) -> None:
         min_allocatable = parse_min_allocatable(flags.min_allocatable_resources)
     except ResourceError as error:
         raise FlagError(f"--min_allocatable_resources: {error}") from None
+    if flags.fd_reserve is not None and flags.fd_reserve < 0:
+        raise FlagError(f"--fd_reserve: {flags.fd_reserve} is negative")
     security = MasterSecurity.from_flags(flags)
     settings = MasterSettings.from_flags(flags, min_allocatable, parse_weights(flags.weights), security.authorizer)
-    process = MasterProcess(flags, settings, security)
+    process = MasterProcess(flags, settings, security, DescriptorBudget.for_this_process(flags.fd_reserve))
     warning = loopback_warning(process.info["address"]["ip"], advertised_ip_source(flags), flags.zk)
     if warning:
         log.warning(warning)
