@@ -29,6 +29,8 @@ class FakeMaster:
     port: int
     auto_acknowledge: bool = True
     refuse_reregistration: str | None = None  # a 403 message for REREGISTER, when set
+    busy_retry_after: int | None = None  # when set, every subscription gets 503 with this Retry-After
+    subscription_times: list[float] = field(default_factory=list)  # time.monotonic() of each subscription
     ping_interval: float = 15.0
     subscriptions: list[dict] = field(default_factory=list)
     calls: list[dict] = field(default_factory=list)
@@ -133,6 +135,11 @@ class FakeMaster:
     async def _subscribe(self, request: web.Request) -> web.StreamResponse:
         body = await request.json()
         self.subscriptions.append(body)
+        self.subscription_times.append(time.monotonic())
+        if self.busy_retry_after is not None:
+            return web.Response(
+                status=503, text="at the file descriptor limit", headers={"Retry-After": str(self.busy_retry_after)}
+            )
         if body["type"] == "REREGISTER" and self.refuse_reregistration:
             return web.Response(status=403, text=self.refuse_reregistration)
         agent_id = (body["agent_info"].get("id") or {}).get("value") or f"fake-{uuid.uuid4().hex[:8]}-S0"

@@ -21,6 +21,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import random
 import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
@@ -47,6 +48,8 @@ MIN_BACKOFF_SECONDS = 0.01
 # reports when the same master stays elected, so such a master is asked again at least this often rather
 # than after a back-off grown through the outage.
 NO_LEADER_RETRY_SECONDS = 1.0
+# A master at its limits says when to come back; a longer wait than this is not believed.
+MAX_RETRY_AFTER_SECONDS = 300.0
 # Before REGISTERED tells the real interval: how long a silent stream is trusted.
 DEFAULT_SILENCE_TIMEOUT = 75.0
 # A silent stream is dropped after this many missed pings (the master's default max_agent_ping_timeouts).
@@ -63,6 +66,31 @@ class CredentialRefused(Exception):
 
 class NoLeader(Exception):
     """The master we reached does not lead and knows no leader (503)."""
+
+
+class MasterBusy(Exception):
+    """The master is at its limits (503 with Retry-After, e.g. out of file descriptors): ask again no sooner."""
+
+    def __init__(self, message: str, retry_after: float) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+@dataclass
+class SubscriptionEnd:
+    """How a subscription attempt ended, for the wait before the next one."""
+
+    no_leader: bool = False  # the master may lead again any moment: ask again soon
+    retry_after: float | None = None  # the master asked for this many seconds of quiet
+
+
+def retry_after_seconds(header: str | None) -> float | None:
+    """Retry-After's delay-seconds form (the only one our master sends); None when absent or not a number."""
+    try:
+        seconds = float(header) if header else None
+    except ValueError:
+        return None
+    return seconds if seconds is not None and 0 <= seconds <= MAX_RETRY_AFTER_SECONDS else None
 
 
 @dataclass
@@ -119,11 +147,10 @@ class MasterLink:
                 if leader is None:
                     await self._leader_changed.wait()
                     continue
-                no_leader = await self._try_subscription(leader, backoff)
+                ended = await self._try_subscription(leader, backoff)
                 if self._leader_changed.is_set():
                     continue
-                delay = backoff.next_delay()
-                await self._leader_changes_within(min(delay, NO_LEADER_RETRY_SECONDS) if no_leader else delay)
+                await self._leader_changes_within(self._wait_after(ended, backoff.next_delay()))
         finally:
             follower.cancel()
 
@@ -133,14 +160,24 @@ class MasterLink:
         initial = max(self.backoff_factor, MIN_BACKOFF_SECONDS)
         return RetryPolicy(initial=initial, maximum=max(initial, MAX_BACKOFF_SECONDS))
 
-    async def _try_subscription(self, leader: str, backoff: Backoff) -> bool:
-        """One subscription with `leader`, until its stream ends; a registration restarts the back-off.
-        True when the master answered that it knows no leader (it may lead again any moment)."""
+    @staticmethod
+    def _wait_after(ended: SubscriptionEnd, backoff_delay: float) -> float:
+        if ended.retry_after is not None:
+            # Spread over half the master's delay again, so that the agents it turned away do not all come
+            # back in the same second.
+            return max(backoff_delay, ended.retry_after * random.uniform(1.0, 1.5))
+        return min(backoff_delay, NO_LEADER_RETRY_SECONDS) if ended.no_leader else backoff_delay
+
+    async def _try_subscription(self, leader: str, backoff: Backoff) -> SubscriptionEnd:
+        """One subscription with `leader`, until its stream ends; a registration restarts the back-off."""
         try:
             await self._subscribe(leader)
         except NoLeader as error:
             log.info("no subscription with master %s: it knows no leader (%s)", leader, error)
-            return True
+            return SubscriptionEnd(no_leader=True)
+        except MasterBusy as busy:
+            log.warning("master %s is at its limits; next attempt in %g s or more: %s", leader, busy.retry_after, busy)
+            return SubscriptionEnd(retry_after=busy.retry_after)
         except RegistrationRefused as refusal:
             log.warning("master %s refused this agent: %s", leader, refusal)
             await self.events.on_refused(str(refusal))
@@ -158,7 +195,7 @@ class MasterLink:
                 self.registered = False
                 await self.events.on_disconnected()
             self.address = None
-        return False
+        return SubscriptionEnd()
 
     async def _leader_changes_within(self, seconds: float) -> bool:
         """Wait `seconds`, or less when the leader changes meanwhile (then True)."""
@@ -250,6 +287,9 @@ class MasterLink:
                 if response.status == 401:
                     raise CredentialRefused(self._credential_refusal(await response.text()))
                 if response.status == 503:
+                    retry_after = retry_after_seconds(response.headers.get("Retry-After"))
+                    if retry_after is not None:
+                        raise MasterBusy((await response.text())[:300], retry_after)
                     raise NoLeader(await response.text())
                 if response.status == 403:
                     raise RegistrationRefused(await response.text() or "403 Forbidden")
