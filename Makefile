@@ -17,6 +17,9 @@ export MESOLITE_LAB_NETWORK := $(LAB_NETWORK)
 export MESOLITE_LAB_SUBNET := $(LAB_SUBNET)
 
 NODE ?= node1
+# How many Molecule scenarios molecule-all runs at a time (each is a few containers; 2 suits 2 cores).
+MOLECULE_JOBS ?= 2
+export MOLECULE_JOBS
 SCENARIO ?= common
 # Every Molecule scenario under molecule/, discovered so that new ones are tested without edits here.
 SCENARIOS := $(sort $(patsubst molecule/%/molecule.yml,%,$(wildcard molecule/*/molecule.yml)))
@@ -27,7 +30,7 @@ IMAGE_BUILDS := $(filter-out images/base/build.sh,$(sort $(wildcard images/*/bui
 VENV_STAMP := $(VENV)/.mesolite-installed
 VENV_INPUTS := requirements/controller.txt runtime/pyproject.toml scripts/venv.sh scripts/install-pymesos.sh
 
-.PHONY: help deps docker images venv lab lab-down shell molecule lint pytest molecule-all vagrant-check test bench bench-reliability fuzz
+.PHONY: help deps docker images venv lab lab-down shell molecule lint pytest molecule-all vagrant-check test bench bench-reliability bench-lb fuzz
 
 help: ## Show the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{ printf "  make %-12s %s\n", $$1, $$2 }'
@@ -73,11 +76,8 @@ lint: venv ## ansible-lint (production profile), yamllint, role READMEs against 
 pytest: images venv ## The runtime's Python tests (integration tests use dockerd and ZooKeeper)
 	cd runtime && pytest
 
-molecule-all: images venv ## Every Molecule scenario, one after the other
-	@for scenario in $(SCENARIOS); do \
-	  echo "=== molecule test -s $$scenario"; \
-	  molecule test -s $$scenario || exit 1; \
-	done
+molecule-all: images venv ## Every Molecule scenario, MOLECULE_JOBS at a time (logs in .molecule-logs/)
+	@scripts/molecule-all.sh $(SCENARIOS)
 
 vagrant-check: images venv ## `vagrant up --provider=docker` of the two-node lab, the runbook checks, then destroy
 	@scripts/vagrant-check.sh
@@ -89,6 +89,9 @@ bench: venv ## Benchmarks (writes docs/benchmarks.md)
 
 bench-reliability: venv ## Faults under load: failover times, failed requests (writes docs/reliability.md, ~5 min)
 	@bench/reliability.sh
+
+bench-lb: venv ## Requests through marathon-lb while an app scales, rolls, fails (writes docs/benchmarks.md, ~4 min)
+	@bench/lb-load.sh
 
 fuzz: venv ## The property-based fuzz suite, long profile (random, many examples; findings in /tmp/fuzz-findings.md)
 	cd runtime && MESOLITE_FUZZ_PROFILE=fuzz-long pytest -p no:cacheprovider tests/fuzz

@@ -78,4 +78,6 @@ done <<<"$nodes"
 while read -r node address groups; do
   case ",$groups," in *,mesos_masters,*) echo "  Mesos master UI  http://$address:5050   ($node)" ;; esac
   case ",$groups," in *,marathon,*) echo "  Marathon UI      http://$address:8080   ($node)" ;; esac
+  case ",$groups," in *,marathon_lb,*) echo "  HAProxy stats    http://$address:9090/haproxy?stats   ($node; apps at their service ports)" ;; esac
+  case ",$groups," in *,mesos_dns,*) echo "  Mesos-DNS        dig @$address nginx.marathon.mesos; http://$address:8123/v1/config   ($node)" ;; esac
 done <<<"$nodes"
