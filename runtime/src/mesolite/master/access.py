@@ -10,8 +10,10 @@ kind and the flags:
 |            | (/, /ui, /ui/) and its static files (/ui/static/...)                |                                  |
 | READ_ONLY  | /state, /state.json, /state-summary, /frameworks, /slaves, /tasks,  | --authenticate_http_readonly     |
 |            | /tasks.json (each also under /master/), /metrics/snapshot, the UI's |                                  |
-|            | data calls to the sandbox proxy (/ui/api/agents/...)                |                                  |
-| READ_WRITE | /teardown, /master/teardown                                         | --authenticate_http_readwrite    |
+|            | data calls to the sandbox proxy (/ui/api/agents/...),               |                                  |
+|            | /maintenance/status                                                 |                                  |
+| READ_WRITE | /teardown, /master/teardown, /maintenance/schedule (GET and POST),  | --authenticate_http_readwrite    |
+|            | /machine/down, /machine/up, /api/v1 (the operator API)              |                                  |
 | FRAMEWORK  | /api/v1/scheduler                                                   | --authenticate_frameworks or     |
 |            |                                                                     | --authenticate_http_frameworks   |
 | AGENT      | /internal/agent/subscribe, /internal/agent/call                     | --authenticate_agents            |
@@ -19,6 +21,11 @@ kind and the flags:
 A request to no route (404/405) needs no credentials: it reveals nothing. A route the table does not name counts as
 READ_WRITE (closed as soon as anything is). Credentials presented to an open route are still checked and name the
 principal that the ACLs then judge.
+
+The maintenance endpoints and operator calls are judged by Mesos's ACLs (`get_maintenance_schedules`,
+`update_maintenance_schedules`, `get_maintenance_statuses`, `start_maintenances`, `stop_maintenances`,
+`drain_agents`, `reactivate_agents`, `mark_agents_gone`; `maintenance.ACL_ACTIONS`) for no object in particular:
+rules whose object is ANY or NONE decide, per-machine or per-agent values are not matched.
 """
 
 from __future__ import annotations

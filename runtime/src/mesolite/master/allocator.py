@@ -85,6 +85,8 @@ class Allocator:
         # role -> framework ids subscribed to it
         self.role_members: dict[str, set[str]] = {}
         self._candidates: set[str] = set()
+        # Agents being drained (DRAIN_AGENT): never offered, whether connected or not, until reactivated.
+        self.draining: set[str] = set()
         self._filter_expiries: list[tuple[float, str, str]] = []  # (expiry, framework id, agent id)
 
     # -- agents ---------------------------------------------------------------------------------
@@ -109,6 +111,14 @@ class Allocator:
         if slot is not None and slot.active != active:
             slot.active = active
             if active:
+                self._candidates.add(agent_id)
+
+    def set_agent_draining(self, agent_id: str, draining: bool) -> None:
+        if draining:
+            self.draining.add(agent_id)
+        elif agent_id in self.draining:
+            self.draining.discard(agent_id)
+            if agent_id in self.agents:
                 self._candidates.add(agent_id)
 
     # -- frameworks -----------------------------------------------------------------------------
@@ -235,7 +245,7 @@ class Allocator:
             return []
         for agent_id in candidates:
             slot = self.agents[agent_id]
-            if not slot.active or slot.available.is_empty():
+            if not slot.active or slot.available.is_empty() or agent_id in self.draining:
                 continue
             allocated_here = False
             for role, framework_id in order:

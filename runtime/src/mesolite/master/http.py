@@ -18,6 +18,7 @@ from aiohttp import web
 
 from mesolite.http_input import JsonInputError, decode_json
 from mesolite.master import metrics, state, validation
+from mesolite.master.maintenance import ACL_ACTIONS
 from mesolite.master.master import Master
 from mesolite.master.streams import EventStream
 from mesolite.master.tasks import task_user
@@ -33,8 +34,8 @@ PROCESS_KEY = web.AppKey("mesolite_master_process", object)
 
 # How long a client may take to send a request's body once its headers are in (a slow sender holds a handler).
 BODY_READ_TIMEOUT_SECONDS = 30.0
-# Calls that Mesos accepts and that have no effect here (no inverse offers, no operations feedback).
-NO_OP_CALLS = frozenset({"ACCEPT_INVERSE_OFFERS", "DECLINE_INVERSE_OFFERS", "REQUEST", "RECONCILE_OPERATIONS"})
+# Calls that Mesos accepts and that have no effect here (no operations feedback).
+NO_OP_CALLS = frozenset({"REQUEST", "RECONCILE_OPERATIONS"})
 UNSUPPORTED_CALLS = frozenset({"ACKNOWLEDGE_OPERATION_STATUS", "UPDATE_FRAMEWORK"})
 
 # The largest request body: an ACCEPT of thousands of tasks or a RECONCILE of 100,000 fits many times over.
@@ -269,6 +270,8 @@ def dispatch_call(master: Master, framework, kind: str, call: dict) -> None:
         "ACKNOWLEDGE": lambda: master.acknowledge(framework, body),
         "RECONCILE": lambda: master.reconcile(framework, body),
         "MESSAGE": lambda: master.message(framework, body),
+        "ACCEPT_INVERSE_OFFERS": lambda: master.maintenance.answer_inverse_offers(framework.framework_id, body, True),
+        "DECLINE_INVERSE_OFFERS": lambda: master.maintenance.answer_inverse_offers(framework.framework_id, body, False),
     }
     handlers[kind]()
 
@@ -339,7 +342,11 @@ async def agent_subscribe(request: web.Request, master: Master) -> web.StreamRes
     try:
         body = await read_json_call(request)
         validation.validate_agent_subscription(body)
-        master.admission.admit(with_agent_ip(body, request.remote), stream)
+        body = with_agent_ip(body, request.remote)
+        refusal = master.maintenance.refusal(body.get("agent_info") or {})
+        if refusal is not None:  # as Mesos: no agent registers from a machine that is DOWN for maintenance
+            return text_error(403, refusal)
+        master.maintenance.agent_admitted(master.admission.admit(body, stream))
     except CallError as error:
         return text_error(error.status, error.message)
     return await serve_stream(request, response, stream)
@@ -381,6 +388,101 @@ async def agent_call(request: web.Request, master: Master) -> web.Response:
     return web.Response(status=202)
 
 
+# ------------------------------------------------------------------------------- maintenance (maintenance.py)
+
+
+async def read_json_body(request: web.Request) -> object:
+    """A JSON body of any shape (the maintenance endpoints take objects and lists), through `http_input`."""
+    try:
+        async with asyncio.timeout(BODY_READ_TIMEOUT_SECONDS):
+            body = await request.read()
+        return decode_json(body, request.charset)
+    except TimeoutError:
+        raise CallError(f"The request body did not arrive within {BODY_READ_TIMEOUT_SECONDS:.0f}s", 408) from None
+    except web.HTTPRequestEntityTooLarge as error:
+        raise CallError(f"Request body too large: {error.text}", 413) from None
+    except JsonInputError as error:
+        raise CallError(f"Failed to parse body into JSON: {error}", error.status) from None
+
+
+def refuse_operator(request: web.Request, call_type: str) -> web.Response | None:
+    """403 when the ACL of this maintenance call (`maintenance.ACL_ACTIONS`) refuses the request's principal."""
+    action = ACL_ACTIONS.get(call_type)
+    if action is None or process_of(request).security.allows(action, request):
+        return None
+    return text_error(403, f"Principal '{principal_of(request) or ''}' is not authorized to {call_type} ({action})")
+
+
+@leader_only
+async def maintenance_schedule(request: web.Request, master: Master) -> web.Response:
+    """GET: the schedule; POST: replace it (Mesos's /maintenance/schedule)."""
+    if request.method == "GET":
+        return refuse_operator(request, "GET_MAINTENANCE_SCHEDULE") or json_response(
+            master.maintenance.schedule_json(), request
+        )
+    refused = refuse_operator(request, "UPDATE_MAINTENANCE_SCHEDULE")
+    if refused is not None:
+        return refused
+    try:
+        master.maintenance.update_schedule(await read_json_body(request))
+        await master.maintenance.persisted()
+    except CallError as error:
+        return text_error(error.status, error.message)
+    return web.Response(status=200)
+
+
+@leader_only
+async def maintenance_status(request: web.Request, master: Master) -> web.Response:
+    refused = refuse_operator(request, "GET_MAINTENANCE_STATUS")
+    return refused or json_response(master.maintenance.status_json(), request)
+
+
+@leader_only
+async def machine_down(request: web.Request, master: Master) -> web.Response:
+    refused = refuse_operator(request, "START_MAINTENANCE")
+    if refused is not None:
+        return refused
+    try:
+        master.maintenance.start_maintenance(await read_json_body(request))
+        await master.maintenance.persisted()
+    except CallError as error:
+        return text_error(error.status, error.message)
+    return web.Response(status=200)
+
+
+@leader_only
+async def machine_up(request: web.Request, master: Master) -> web.Response:
+    refused = refuse_operator(request, "STOP_MAINTENANCE")
+    if refused is not None:
+        return refused
+    try:
+        master.maintenance.stop_maintenance(await read_json_body(request))
+        await master.maintenance.persisted()
+    except CallError as error:
+        return text_error(error.status, error.message)
+    return web.Response(status=200)
+
+
+@leader_only
+async def operator_api(request: web.Request, master: Master) -> web.Response:
+    """The v1 operator API (`POST /api/v1`): its maintenance and agent calls (see maintenance.py)."""
+    try:
+        call = await read_json_call(request)
+        if not isinstance(call.get("type"), str):
+            raise CallError("Expecting 'type' to be present")
+        refused = refuse_operator(request, call["type"])
+        if refused is not None:
+            return refused
+        response = master.maintenance.operator_call(call)
+        if response is None:
+            await master.maintenance.persisted()
+    except CallError as error:
+        return text_error(error.status, error.message)
+    if response is None:
+        return web.Response(status=200)
+    return web.json_response(response)
+
+
 # ------------------------------------------------------------------------------- the application
 
 
@@ -393,6 +495,12 @@ ROUTES: list[tuple[str, str, Handler, Access]] = [
     ("GET", "/master/redirect/{rest:.*}", redirect, Access.OPEN),
     ("GET", "/metrics/snapshot", metrics_snapshot, Access.READ_ONLY),
     ("POST", "/api/v1/scheduler", scheduler_api, Access.FRAMEWORK),
+    ("POST", "/api/v1", operator_api, Access.READ_WRITE),
+    ("GET", "/maintenance/schedule", maintenance_schedule, Access.READ_WRITE),
+    ("POST", "/maintenance/schedule", maintenance_schedule, Access.READ_WRITE),
+    ("GET", "/maintenance/status", maintenance_status, Access.READ_ONLY),
+    ("POST", "/machine/down", machine_down, Access.READ_WRITE),
+    ("POST", "/machine/up", machine_up, Access.READ_WRITE),
     ("POST", "/internal/agent/subscribe", agent_subscribe, Access.AGENT),
     ("POST", "/internal/agent/call", agent_call, Access.AGENT),
 ]

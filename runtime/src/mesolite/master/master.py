@@ -28,6 +28,7 @@ from mesolite.master.agents import AgentState, RegisteredAgent
 from mesolite.master.allocator import Allocation, Allocator
 from mesolite.master.frameworks import MAX_COMPLETED_TASKS, Framework, framework_roles
 from mesolite.master.liveness import AgentLiveness
+from mesolite.master.maintenance import Maintenance
 from mesolite.master.metrics import Timer
 from mesolite.master.offers import Offer, expired_offers
 from mesolite.master.recovery import Recovery
@@ -132,6 +133,9 @@ class Master:
         self.liveness = AgentLiveness(self)
         self.recovery = Recovery(self)
         self.admission = AgentAdmission(self)
+        self.maintenance = Maintenance(self)
+        if registry is not None:
+            registry.maintenance_snapshot = self.maintenance.record
         self._wake_allocator = asyncio.Event()
         self._loops: list[asyncio.Task] = []
         self.stopped = False
@@ -142,6 +146,7 @@ class Master:
         if self.registry is not None:
             agents, frameworks = await self.registry.load()
             self.recovery.recover(agents, frameworks)
+            self.maintenance.restore(await self.registry.load_maintenance())
             self.registry.start()
         for name, loop in (
             ("allocation", self._allocation_loop),
@@ -718,11 +723,23 @@ class Master:
             self.counters[f"master/tasks_{task.state[5:].lower()}"] += 1
             self._release(task)
             self.persist_agent(task.agent_id)
+            if self.maintenance.draining_agents:
+                self.maintenance.check_drained(task.agent_id)
 
     # ------------------------------------------------------------------ agents
 
-    def remove_agent(self, agent_id: str, reason: str, removed: bool = False) -> None:
-        """Mark an agent unreachable (missed pings) or, with `removed`, gone for good; report its tasks."""
+    def remove_agent(
+        self,
+        agent_id: str,
+        reason: str,
+        removed: bool = False,
+        gone_state: str = "TASK_GONE",
+        reason_code: str = "REASON_AGENT_REMOVED",
+    ) -> None:
+        """Mark an agent unreachable (missed pings) or, with `removed`, gone for good; report its tasks.
+
+        A removed agent's tasks are `gone_state` for partition-aware frameworks (TASK_GONE, or
+        TASK_GONE_BY_OPERATOR when the operator marked it gone), TASK_LOST for the others."""
         agent = self.agents.get(agent_id)
         if agent is None:
             return
@@ -742,7 +759,7 @@ class Master:
                     continue
                 aware = framework.partition_aware
                 if removed:
-                    state = "TASK_GONE" if aware else "TASK_LOST"
+                    state = gone_state if aware else "TASK_LOST"
                 else:
                     state = "TASK_UNREACHABLE" if aware else "TASK_LOST"
                 status = task_status(
@@ -750,7 +767,7 @@ class Master:
                     state,
                     agent_id=agent_id,
                     source="SOURCE_MASTER",
-                    reason="REASON_AGENT_REMOVED",
+                    reason=reason_code,
                     message=f"Agent {agent.hostname} {reason}",
                     with_uuid=False,
                 )
@@ -775,6 +792,7 @@ class Master:
             self.agents_by_address.pop((agent.hostname, agent.port), None)
             self.removed_agent_ids.add(agent_id)
             self.counters["master/slave_removals"] += 1
+            self.maintenance.agent_removed(agent_id)
         else:
             agent.task_ids.clear()
             agent.state = AgentState.UNREACHABLE
@@ -797,6 +815,7 @@ class Master:
         started = time.perf_counter()
         allocations = self.allocator.allocate(time.monotonic())
         self._send_offers(allocations)
+        self.maintenance.send_inverse_offers()
         self.allocation_run_timer.add((time.perf_counter() - started) * 1000)
         self.counters["allocator/mesos/allocation_runs"] += 1
         return len(allocations)
@@ -818,7 +837,10 @@ class Master:
             framework.offer_ids.add(offer.offer_id)
             agent.offer_ids.add(offer.offer_id)
             agent.offered = agent.offered + offer.resources
-            by_framework.setdefault(framework.framework_id, []).append(offer.to_protobuf_json(agent, []))
+            unavailability = self.maintenance.unavailability_of(agent)
+            by_framework.setdefault(framework.framework_id, []).append(
+                offer.to_protobuf_json(agent, [], unavailability)
+            )
         for framework_id, offers in by_framework.items():
             framework = self.frameworks[framework_id]
             for start in range(0, len(offers), MAX_OFFERS_PER_EVENT):
@@ -914,6 +936,10 @@ class Master:
     def persist_agent(self, agent_id: str, urgent: bool = False) -> None:
         if self.registry is not None:
             self.registry.agent_changed(agent_id, urgent)
+
+    def persist_maintenance(self) -> None:
+        if self.registry is not None:
+            self.registry.maintenance_changed()
 
     def persist_framework(self, framework_id: str) -> None:
         if self.registry is not None:

@@ -23,8 +23,11 @@ class Offer:
     # For --offer_timeout: a monotonic clock, so that a step of the wall clock expires nothing early or late.
     made_at: float = field(default_factory=time.monotonic)
 
-    def to_protobuf_json(self, agent: RegisteredAgent, executor_ids: list[str]) -> dict:
-        return {
+    def to_protobuf_json(
+        self, agent: RegisteredAgent, executor_ids: list[str], unavailability: dict | None = None
+    ) -> dict:
+        """The v1 Offer; `unavailability` when the agent's machine is scheduled for maintenance."""
+        offer = {
             "id": id_value(self.offer_id),
             "framework_id": id_value(self.framework_id),
             "agent_id": id_value(self.agent_id),
@@ -36,6 +39,9 @@ class Offer:
             "allocation_info": {"role": self.role},
             **({"domain": agent.info["domain"]} if "domain" in agent.info else {}),
         }
+        if unavailability is not None:
+            offer["unavailability"] = unavailability
+        return offer
 
     def to_state_json(self) -> dict:
         return {

@@ -7,6 +7,8 @@ Layout under the election path (next to the `json.info_` members, which detector
                                                 "unreachable_time"?, "tasks": [{task_id, framework_id,
                                                 executor_id, state, name}]}
 <zk path>/registry/frameworks/<framework id>  {"framework_info", "removed": bool, "role"}
+<zk path>/registry/maintenance/state           {"schedule": {"windows"}, "machines": [{"id", "mode"}],
+                                                "draining_agents": {<agent id>: DrainInfo}} (maintenance.py)
 ```
 
 Writes are coalesced: the master marks an agent or framework dirty, and a flush writes the newest
@@ -37,6 +39,8 @@ log = logging.getLogger(__name__)
 # ZooKeeper and the thread pool responsive.
 MAX_CONCURRENT_WRITES = 16
 
+MAINTENANCE_KEY = "state"
+
 Snapshot = Callable[[str], dict | None]  # id -> record to store, or None to delete it
 
 
@@ -54,6 +58,10 @@ class Registry:
         root = path.rstrip("/") + "/registry"
         self.agents = ZooKeeperStore(session, f"{root}/agents")
         self.frameworks = ZooKeeperStore(session, f"{root}/frameworks")
+        self.maintenance = ZooKeeperStore(session, f"{root}/maintenance")
+        # The maintenance record's snapshot (set by the master that owns this registry), and whether it is dirty.
+        self.maintenance_snapshot: Callable[[], dict] | None = None
+        self._maintenance_dirty = False
         self._agent_snapshot = agent_snapshot
         self._framework_snapshot = framework_snapshot
         self._dirty_agents: set[str] = set()
@@ -68,6 +76,10 @@ class Registry:
     async def load(self) -> tuple[dict[str, dict], dict[str, dict]]:
         """All stored agents and frameworks, by id."""
         return await self._load_all(self.agents), await self._load_all(self.frameworks)
+
+    async def load_maintenance(self) -> dict | None:
+        """The maintenance record (schedule, machine modes, draining agents), None when there is none."""
+        return await self._read(self.maintenance, MAINTENANCE_KEY)
 
     async def _load_all(self, store: ZooKeeperStore) -> dict[str, dict]:
         keys = await store.list()
@@ -104,6 +116,11 @@ class Registry:
         self._idle.clear()
         self._wake.set()
 
+    def maintenance_changed(self) -> None:
+        self._maintenance_dirty = True
+        self._idle.clear()
+        self._wake.set()
+
     async def flushed(self) -> None:
         """Wait until everything marked so far is written (tests and clean shutdown)."""
         self._wake.set()
@@ -128,15 +145,19 @@ class Registry:
             return  # a master that may not act must not write (the records stay dirty until it stops)
         agents, self._dirty_agents = self._dirty_agents, set()
         frameworks, self._dirty_frameworks = self._dirty_frameworks, set()
+        maintenance, self._maintenance_dirty = self._maintenance_dirty, False
         writes = [self._write(self.agents, key, self._agent_snapshot(key)) for key in agents]
         writes += [self._write(self.frameworks, key, self._framework_snapshot(key)) for key in frameworks]
+        if maintenance and self.maintenance_snapshot is not None:
+            writes.append(self._write(self.maintenance, MAINTENANCE_KEY, self.maintenance_snapshot()))
         results = await asyncio.gather(*writes, return_exceptions=True)
         failed = [result for result in results if isinstance(result, Exception)]
         if failed:
             self._dirty_agents |= agents
             self._dirty_frameworks |= frameworks
+            self._maintenance_dirty |= maintenance
             raise failed[0]
-        if not self._dirty_agents and not self._dirty_frameworks:
+        if not self._dirty_agents and not self._dirty_frameworks and not self._maintenance_dirty:
             self._idle.set()
 
     async def _write(self, store: ZooKeeperStore, key: str, record: dict | None) -> None:

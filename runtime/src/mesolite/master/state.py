@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from types import SimpleNamespace
 
 from mesolite import MESOS_COMPATIBLE_VERSION, __version__
-from mesolite.master.agents import AgentState
+from mesolite.master.agents import AgentState, RegisteredAgent
 from mesolite.master.frameworks import Framework
 from mesolite.master.master import Master
 from mesolite.master.tasks import Task, task_user
@@ -114,6 +114,16 @@ def framework_json(
     return result
 
 
+def agent_json(master: Master, agent: RegisteredAgent) -> dict:
+    """An agent as /master/state shows it, with its drain state (DRAIN_AGENT) as Mesos 1.9+ shows it."""
+    view = agent.to_state_json()
+    drain_info = master.maintenance.drain_info(agent.agent_id)
+    if drain_info is not None:
+        view["deactivated"] = True
+        view["drain_info"] = drain_info
+    return view
+
+
 def leader_fields(leader_info: dict | None) -> dict:
     if not leader_info:
         return {}
@@ -142,7 +152,7 @@ def master_state(
         "unreachable_slaves": sum(1 for agent in agents if agent.state == AgentState.UNREACHABLE),
         **leader_fields(info),
         "flags": flags_json(flags),
-        "slaves": [agent.to_state_json() for agent in agents if agent.state != AgentState.UNREACHABLE],
+        "slaves": [agent_json(master, agent) for agent in agents if agent.state != AgentState.UNREACHABLE],
         "recovered_slaves": [agent.agent_info_json() for agent in agents if agent.state == AgentState.RECOVERED],
         "frameworks": [
             framework_json(master, framework, viewer=viewer)
@@ -173,7 +183,7 @@ def state_summary(master: Master, info: dict, flags: SimpleNamespace, viewer: Vi
     return {
         "hostname": info["hostname"],
         "cluster": getattr(flags, "cluster", None) or "",
-        "slaves": [agent.to_state_json() for agent in master.agents.values()],
+        "slaves": [agent_json(master, agent) for agent in master.agents.values()],
         "frameworks": frameworks,
     }
 
@@ -181,7 +191,7 @@ def state_summary(master: Master, info: dict, flags: SimpleNamespace, viewer: Vi
 def slaves_json(master: Master) -> dict:
     agents = master.agents.values()
     return {
-        "slaves": [agent.to_state_json() for agent in agents if agent.state != AgentState.UNREACHABLE],
+        "slaves": [agent_json(master, agent) for agent in agents if agent.state != AgentState.UNREACHABLE],
         "recovered_slaves": [agent.agent_info_json() for agent in agents if agent.state == AgentState.RECOVERED],
     }
 

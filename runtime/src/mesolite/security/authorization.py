@@ -35,6 +35,15 @@ ACTION_OBJECTS = {
     "view_flags": "flags",
     "view_roles": "roles",
     "get_endpoints": "paths",
+    # Maintenance (master/maintenance.py): judged for no object in particular, so only ANY/NONE objects decide.
+    "get_maintenance_schedules": "machines",
+    "update_maintenance_schedules": "machines",
+    "start_maintenances": "machines",
+    "stop_maintenances": "machines",
+    "get_maintenance_statuses": "machines",
+    "drain_agents": "agents",
+    "reactivate_agents": "agents",
+    "mark_agents_gone": "agents",
 }
 
 
