@@ -218,6 +218,8 @@ def machine() -> str:
 
 
 HISTORY_HEADING = "## History"
+LB_SECTION_BEGIN = "<!-- bench-lb: begin"
+LB_SECTION_END = "<!-- bench-lb: end -->"
 
 
 def write_results(results: list[dict], host: str) -> None:
@@ -251,6 +253,11 @@ def write_results(results: list[dict], host: str) -> None:
         previous = RESULTS.read_text()
         if HISTORY_HEADING in previous:
             history = "\n" + previous[previous.index(HISTORY_HEADING) :].rstrip() + "\n"
+        # The load balancer's section belongs to `make bench-lb` (bench/lb_load.py): kept, before the history.
+        if LB_SECTION_BEGIN in previous and LB_SECTION_END in previous and LB_SECTION_BEGIN not in history:
+            start = previous.index(LB_SECTION_BEGIN)
+            end = previous.index(LB_SECTION_END, start) + len(LB_SECTION_END)
+            history = "\n" + previous[start:end] + "\n" + history
     text = f"""# Benchmarks
 
 Written by `make bench` (bench/run.py) on {time.strftime("%Y-%m-%d %H:%M %Z")}.

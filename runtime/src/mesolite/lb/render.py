@@ -94,7 +94,9 @@ def _head(settings: GlobalSettings) -> list[str]:
         "defaults",
         "  mode tcp",
         "  retries 3",
-        "  option redispatch",
+        # Every retry goes to another server: a task may stop listening (or hang up on a kept-alive
+        # connection) before the LB has heard that it is being killed, and its request must not fail with it.
+        "  option redispatch 1",
         "  option dontlognull",
         "  timeout connect 3s",
         "  timeout client 30s",
@@ -187,8 +189,15 @@ def _service(service: ServiceSettings, slots: list[Server | None], ready: set[st
         f"  mode {service.mode}",
     ]
     sticky = service.sticky and service.mode == "http"
+    # Enough retries to try every server of the backend once (each retry is redispatched to the next one): a
+    # scale-down stops several tasks at once, and a request must find the one that still serves.
+    lines.append(f"  retries {max(3, len(slots))}")
     if service.mode == "http":
         lines += [
+            # A request a dying task hung up on without answering is sent again (to another server); not a
+            # POST, which the task may have acted on before it died.
+            "  retry-on conn-failure empty-response",
+            "  http-request disable-l7-retry if METH_POST",
             "  option forwardfor",
             "  http-request set-header X-Forwarded-Port %[dst_port]",
             "  http-request add-header X-Forwarded-Proto https if { ssl_fc }",

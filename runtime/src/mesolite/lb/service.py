@@ -74,6 +74,11 @@ FLAGS = FlagSet(
 )
 START_POLICY = RetryPolicy(initial=0.5, maximum=30.0)
 HAPROXY_WATCH_INTERVAL = 2.0
+# Bits of `show servers state`'s srv_admin_state: forced, inherited, resolution and health-check maintenance;
+# forced and inherited drain. Not 0x04 (`disabled` in the configuration): it stays set on a slot the runtime
+# API has made `ready` since, which serves.
+ADMIN_MAINTENANCE = 0x01 | 0x02 | 0x20 | 0x40
+ADMIN_DRAIN = 0x08 | 0x10
 
 
 @dataclass
@@ -210,18 +215,58 @@ class LoadBalancer:
             servers[backend.name] = placed
             slots[backend.name] = [Slot(server, "ready" if server else "maint") for server in placed]
         ready = {server.task_id for backend in desired.backends for server in backend.servers}
-        await self.haproxy.install(render(layout, servers, ready))
+        text = render(layout, servers, ready)
+        adopted = not self.haproxy.running and await self.haproxy.adopt()
+        if adopted and await self._take_over(layout, text, desired):
+            return
+        await self.haproxy.install(text)
         before = self.applied
-        if self.haproxy.running:
+        if adopted:
+            await self.haproxy.reload()
+            log.info("reloaded HAProxy (reload %d): adopted, with another layout", self.haproxy.reloads)
+        elif self.haproxy.running:
             await self.haproxy.reload()
             log.info("reloaded HAProxy (reload %d): %s", self.haproxy.reloads, _layout_change(before, layout))
-        elif not await self.haproxy.adopt():
-            await self.haproxy.start()
         else:
-            await self.haproxy.reload()
+            await self.haproxy.start()
         self.applied, self.slots, self.rejected = layout, slots, None
         for backend in desired.backends:
             log.info("backend %s: %d servers %s", backend.name, len(backend.servers), _endpoints(backend.servers))
+
+    async def _take_over(self, layout: Layout, text: str, desired: DesiredState) -> bool:
+        """Whether the adopted HAProxy already runs `layout` (a restart of the LB alone changes nothing): then its
+        slots are read back from the runtime API, and the servers are brought up to date without a reload."""
+        try:
+            running = self.haproxy.config_path.read_text()
+        except OSError:
+            return False
+        if _without_servers(running) != _without_servers(text):
+            return False
+        known = {(server.address, server.port): server for backend in desired.backends for server in backend.servers}
+        draining_until = time.monotonic() + self.settings.drain_timeout
+        slots: dict[str, list[Slot]] = {}
+        try:
+            for name in sorted(layout.backend_names):
+                states = await self.api.servers_state(name)
+                slots[name] = []
+                for number in range(1, layout.slot_count(name) + 1):
+                    state = states[f"slot{number}"]
+                    admin = int(state["srv_admin_state"])
+                    address, port = state["srv_addr"], int(state["srv_port"])
+                    # A server no task of the desired state owns is drained by `_update_servers` right after.
+                    server = known.get((address, port)) or Server(address, port, f"unknown at {address}:{port}")
+                    if admin & ADMIN_MAINTENANCE:
+                        slots[name].append(Slot())
+                    elif admin & ADMIN_DRAIN:
+                        slots[name].append(Slot(server, "drain", draining_until))
+                    else:
+                        slots[name].append(Slot(server, "ready"))
+        except (RuntimeApiError, KeyError, ValueError) as error:
+            log.info("cannot read the adopted HAProxy's servers (%s): reloading it", error)
+            return False
+        self.applied, self.slots, self.rejected = layout, slots, None
+        log.info("adopted HAProxy's running configuration: same layout, no reload")
+        return True
 
     async def _update_servers(self, desired: DesiredState) -> float | None:
         """Move servers in and out of the running backends' slots; when to come back for draining slots."""
@@ -282,6 +327,13 @@ def _place(kept: list[Server], servers: list[Server], count: int) -> list[Server
     placed: list[Server | None] = [server for server in kept if server in wanted]
     placed += [server for server in servers if server not in placed]
     return placed[:count] + [None] * (count - len(placed[:count]))
+
+
+def _without_servers(text: str) -> str:
+    """A configuration without its servers' addresses and states: what stays the same within one layout."""
+    return "\n".join(
+        " ".join(line.split()[:2]) if line.startswith("  server slot") else line for line in text.splitlines()
+    )
 
 
 def _layout_change(before: Layout | None, after: Layout) -> str:
