@@ -70,6 +70,14 @@ class Framework:
         self.stream.send(event)
         return True
 
+    def send_encoded(self, record: bytes) -> bool:
+        """Queue an event already JSON-encoded; False when the framework is not connected."""
+        if not self.connected:
+            return False
+        assert self.stream is not None
+        self.stream.send_encoded(record)
+        return True
+
     def cancel_failover_timer(self) -> None:
         if self.failover_timer is not None:
             self.failover_timer.cancel()
