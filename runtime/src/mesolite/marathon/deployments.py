@@ -12,6 +12,7 @@ import math
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 from mesolite.marathon.tasks import MarathonTask
@@ -36,8 +37,9 @@ class Deployment:
     current_step: int = 1  # 1-based, as Marathon reports it
     started_at: str = ""
 
-    @property
+    @cached_property
     def affected_apps(self) -> list[str]:
+        # `original` and `target` never change after the plan is made.
         return sorted(set(self.original) | set(self.target))
 
     @property
@@ -189,7 +191,7 @@ def converge(
     instances = int(app["instances"])
     config = (app.get("versionInfo") or {}).get("lastConfigChangeAt")
     outdated = [t for t in tasks if rolling and t.config_version != config]
-    current = [t for t in tasks if t not in outdated]
+    current = [t for t in tasks if not (rolling and t.config_version != config)]
     current_total = len(current) + queued
     selection = app.get("killSelection", "YOUNGEST_FIRST")
     if not outdated:

@@ -13,6 +13,7 @@ import asyncio
 import copy
 import logging
 import time
+from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -23,9 +24,9 @@ from mesolite.marathon.deployments import Deployment, config_changed, converge, 
 from mesolite.marathon.events import EventBus
 from mesolite.marathon.launch_queue import LaunchQueue
 from mesolite.marathon.paths import ROOT, PathError, canonical_path, is_within
-from mesolite.marathon.ports import DEFAULT_SERVICE_PORT_RANGE, assign_service_ports, service_ports_of
+from mesolite.marathon.ports import DEFAULT_SERVICE_PORT_RANGE, ServicePortsInUse, assign_service_ports
 from mesolite.marathon.storage import MarathonStorage
-from mesolite.marathon.tasks import FAILURE_STATES, TERMINAL_STATES, MarathonTask
+from mesolite.marathon.tasks import FAILURE_STATES, TERMINAL_STATES, MarathonTask, TaskIndex
 from mesolite.marathon.timestamps import VersionClock, format_timestamp, now_timestamp
 
 log = logging.getLogger(__name__)
@@ -71,14 +72,29 @@ class Marathon:
         self.clock = VersionClock()
         self.queue = LaunchQueue()
         self.apps: dict[str, dict] = {}
+        # Indexes over `apps`, kept in step by `_set_app`: the service ports in use, and how many apps each
+        # implicit group (an ancestor of an app id) holds. Creating an app then does not pass over every app.
+        self.service_ports = ServicePortsInUse()
+        self._apps_below: Counter[str] = Counter()
         self.stopping: dict[str, dict] = {}  # deleted apps whose tasks are still being killed
         self.groups: dict[str, dict] = {}  # explicitly created groups (the others follow from app ids)
         self.deployments: dict[str, Deployment] = {}
-        self.tasks: dict[str, MarathonTask] = {}
+        # The deployments of each app (app id -> deployment id -> deployment), in step with `deployments` through
+        # `_add_deployment` / `_remove_deployment`: an app's view and a lock check cost its own deployments.
+        self._deployments_by_app: dict[str, dict[str, Deployment]] = {}
+        self.tasks = TaskIndex()
         self.last_failures: dict[str, dict] = {}
         self.framework_id: str | None = None
         self.killer: TaskKiller | None = None
         self.changed = asyncio.Event()  # something to converge: tick() soon
+        # What changed since the last tick (insertion-ordered sets): a tick converges only these apps (and the
+        # apps deployments are working on), and the scheduler looks at the health checks of only these tasks.
+        # Many changes between two ticks cost one converge per app.
+        self.changed_apps: dict[str, None] = {}
+        self.changed_tasks: dict[str, None] = {}
+        # Bumped whenever an app's tasks or deployments change (with `note_change`): an app's view in a list
+        # is encoded again only when its number moved (api/views.py).
+        self.view_generations: Counter[str] = Counter()
         self._announced_waiting: dict[str, tuple[str, float]] = {}
         # Readiness (in memory: a new leader checks again): the tasks that count as ready for their deployment,
         # and the latest result of each readiness check of each task (task id -> check name -> result).
@@ -90,12 +106,13 @@ class Marathon:
     async def load(self) -> None:
         stored = await self.storage.load()
         self.framework_id = stored.framework_id
-        self.apps = stored.apps
+        for app_id, app in stored.apps.items():
+            self._set_app(app_id, app)
         self.groups = stored.groups
-        self.tasks = {task_id: MarathonTask.from_record(record) for task_id, record in stored.tasks.items()}
+        self.tasks = TaskIndex(MarathonTask.from_record(record) for record in stored.tasks.values())
         for record in stored.deployments.values():
             deployment = Deployment.from_record(record)
-            self.deployments[deployment.id] = deployment
+            self._add_deployment(deployment)
             for app_id, target in deployment.target.items():
                 if target is None and app_id not in self.apps:
                     self.stopping[app_id] = deployment.original.get(app_id) or {"id": app_id, "instances": 0}
@@ -109,13 +126,52 @@ class Marathon:
         return app
 
     def tasks_of(self, app_id: str) -> list[MarathonTask]:
-        return sorted((t for t in self.tasks.values() if t.app_id == app_id), key=lambda t: t.staged_epoch)
+        """The app's tasks, oldest first (from the per-app index: costs what the app has)."""
+        return self.tasks.of_app(app_id)
+
+    def note_change(self, app_id: str | None = None, task_id: str | None = None) -> None:
+        """Something about this app (and task) changed: converge it in the next tick, which this wakes."""
+        if app_id is not None:
+            self.changed_apps[app_id] = None
+            self.view_generations[app_id] += 1
+        if task_id is not None:
+            self.changed_tasks[task_id] = None
+        self.changed.set()
+
+    def take_changed_tasks(self) -> list[str]:
+        """The tasks changed since the last call (the scheduler re-plans their health checks)."""
+        taken, self.changed_tasks = list(self.changed_tasks), {}
+        return taken
 
     def active_tasks(self, app_id: str) -> list[MarathonTask]:
         return [t for t in self.tasks_of(app_id) if t.is_active]
 
     def deployments_of(self, app_id: str) -> list[Deployment]:
-        return [d for d in self.deployments.values() if app_id in d.affected_apps]
+        return list(self._deployments_by_app.get(app_id, {}).values())
+
+    def _deployments_of_apps(self, app_ids: Iterable[str]) -> list[Deployment]:
+        """The deployments affecting any of `app_ids`, oldest first (as in `deployments`)."""
+        found = {d.id: d for app_id in app_ids for d in self._deployments_by_app.get(app_id, {}).values()}
+        if len(found) <= 1:
+            return list(found.values())
+        return [d for d in self.deployments.values() if d.id in found]
+
+    def _add_deployment(self, deployment: Deployment) -> None:
+        self.deployments[deployment.id] = deployment
+        for app_id in deployment.affected_apps:
+            self._deployments_by_app.setdefault(app_id, {})[deployment.id] = deployment
+            self.view_generations[app_id] += 1
+
+    def _remove_deployment(self, deployment_id: str) -> Deployment | None:
+        deployment = self.deployments.pop(deployment_id, None)
+        if deployment is not None:
+            for app_id in deployment.affected_apps:
+                self.view_generations[app_id] += 1
+                of_app = self._deployments_by_app.get(app_id, {})
+                of_app.pop(deployment_id, None)
+                if not of_app:
+                    self._deployments_by_app.pop(app_id, None)
+        return deployment
 
     def is_healthy(self, task: MarathonTask, app: Mapping[str, Any]) -> bool:
         return task.healthy(health.check_count(app)) is True
@@ -157,18 +213,31 @@ class Marathon:
             if task.id not in self.ready_tasks and all(results.get(n, {}).get("ready") for n in names):
                 log.info("task %s of %s is ready", task.id, task.app_id)
                 self.ready_tasks.add(task.id)
-                self.changed.set()
+                self.note_change(task.app_id, task.id)
 
     def used_service_ports(self, except_app: str | None = None) -> set[int]:
-        return {p for app_id, app in self.apps.items() if app_id != except_app for p in service_ports_of(app)}
+        return set(self.service_ports.except_app(except_app))
 
     def group_ids(self) -> set[str]:
         """Every group: the explicit ones and every ancestor of an app."""
-        ids = {ROOT} | set(self.groups)
-        for app_id in self.apps:
+        return {ROOT} | set(self.groups) | set(self._apps_below)
+
+    def is_group(self, path: str) -> bool:
+        return path == ROOT or path in self.groups or path in self._apps_below
+
+    def _set_app(self, app_id: str, app: dict | None) -> None:
+        """The one place `apps` changes: `app_id` is now `app` (None: removed), and the indexes follow."""
+        previous = self.apps.pop(app_id, None) if app is None else self.apps.get(app_id)
+        if app is not None:
+            self.apps[app_id] = app
+        self.service_ports.set_app(app_id, app)
+        if (previous is None) != (app is None):
             parts = [p for p in app_id.split("/") if p]
-            ids |= {"/" + "/".join(parts[:n]) for n in range(1, len(parts))}
-        return ids
+            for n in range(1, len(parts)):
+                group = "/" + "/".join(parts[:n])
+                self._apps_below[group] += 1 if app is not None else -1
+                if self._apps_below[group] <= 0:
+                    del self._apps_below[group]
 
     # -- app changes ------------------------------------------------------------------------------
 
@@ -177,7 +246,7 @@ class Marathon:
         async with self.lock:
             if app["id"] in self.apps or app["id"] in self.stopping:
                 raise Conflict(f"An app with id [{app['id']}] already exists.")
-            if app["id"] in self.group_ids():
+            if self.is_group(app["id"]):
                 raise Conflict(f"A group with id [{app['id']}] already exists.")
             deployment = await self._deploy({app["id"]: self._versioned(app, None)})
             return self.apps[app["id"]], deployment
@@ -276,15 +345,13 @@ class Marathon:
         else:
             previous = current.get("versionInfo") or {}
             app["versionInfo"] = {"lastScalingAt": version, "lastConfigChangeAt": previous.get("lastConfigChangeAt")}
-        assign_service_ports(
-            app, self.used_service_ports(except_app=app["id"]), current, self.settings.service_port_range
-        )
+        assign_service_ports(app, self.service_ports.except_app(app["id"]), current, self.settings.service_port_range)
         if current is not None and config_changed(current, app):
             app["versionInfo"]["lastConfigChangeAt"] = version
         return app
 
     def _check_unlocked(self, app_ids: list[str], force: bool) -> None:
-        locking = [d for d in self.deployments.values() if set(app_ids) & set(d.affected_apps)]
+        locking = self._deployments_of_apps(app_ids)
         if locking and not force:
             raise Conflict(
                 "App is locked by one or more deployments. Override with the option '?force=true'. "
@@ -302,7 +369,7 @@ class Marathon:
     ) -> Deployment:
         """Persist the new definitions and a deployment towards them; the caller holds the lock."""
         if force:
-            for deployment in [d for d in self.deployments.values() if set(targets) & set(d.affected_apps)]:
+            for deployment in self._deployments_of_apps(targets):
                 await self._cancel(deployment)
         original = {app_id: copy.deepcopy(self.apps.get(app_id)) for app_id in targets}
         version = version or next((t["version"] for t in targets.values() if t), None) or self.clock.next()
@@ -311,12 +378,13 @@ class Marathon:
         for app_id, target in targets.items():
             if target is None:
                 await self.storage.delete_app(app_id)
-                self.stopping[app_id] = self.apps.pop(app_id)
+                self.stopping[app_id] = self.apps[app_id]
+                self._set_app(app_id, None)
                 self.queue.forget(app_id)
             else:
                 await self.storage.save_app(target)
                 previous = self.apps.get(app_id)
-                self.apps[app_id] = target
+                self._set_app(app_id, target)
                 # Readiness gates the tasks a deployment starts: the running ones of this configuration passed.
                 # Results shown are this deployment's only.
                 for task in self.tasks_of(app_id):
@@ -325,7 +393,11 @@ class Marathon:
                 self.ready_tasks |= {t.id for t in self.tasks_of(app_id) if t.is_running and t.config_version == config}
                 if previous is None or config_changed(previous, target):
                     self.queue.reset_delay(app_id)
-        self.deployments[deployment.id] = deployment
+            # A new definition may change every task's health checks.
+            for task in self.tasks_of(app_id):
+                self.changed_tasks[task.id] = None
+            self.changed_apps[app_id] = None
+        self._add_deployment(deployment)
         self.events.publish("group_change_success", groupId=ROOT, version=version)
         self.events.publish("deployment_info", plan=deployment.plan_json(), currentStep=_step_json(deployment))
         self.changed.set()
@@ -333,7 +405,8 @@ class Marathon:
 
     async def _cancel(self, deployment: Deployment) -> None:
         await self.storage.delete_deployment(deployment.id)
-        self.deployments.pop(deployment.id, None)
+        self._remove_deployment(deployment.id)
+        self._release(deployment)
         self.events.publish("deployment_failed", id=deployment.id, plan=deployment.plan_json())
 
     # -- groups -----------------------------------------------------------------------------------
@@ -374,7 +447,7 @@ class Marathon:
                     violations += [(f"{where}{path}", reason) for path, reason in error.violations]
             if violations:
                 raise ValidationError(violations)
-            if group_id is None and gid in self.group_ids() and gid != ROOT:
+            if group_id is None and self.is_group(gid) and gid != ROOT:
                 raise Conflict(f"Group {gid} is already created. Use PUT to change this group.")
             self._check_unlocked(list(targets), force)
             version = self.clock.next()
@@ -386,7 +459,7 @@ class Marathon:
 
     async def delete_group(self, group_id: str, force: bool = False) -> Deployment:
         async with self.lock:
-            if group_id not in self.group_ids():
+            if not self.is_group(group_id):
                 raise NotFound(f"Group '{group_id}' does not exist")
             app_ids = [a for a in self.apps if is_within(a, group_id)]
             self._check_unlocked(app_ids, force)
@@ -434,6 +507,7 @@ class Marathon:
         if first:
             log.info("killing task %s: %s", task.id, reason)
             await self.storage.save_task(task.to_record())
+            self.note_change(task.app_id, task.id)
         if self.killer is not None:
             app = self.apps.get(task.app_id) or self.stopping.get(task.app_id) or {}
             grace = app.get("taskKillGracePeriodSeconds")
@@ -445,16 +519,34 @@ class Marathon:
 
     async def _expunge(self, task: MarathonTask) -> None:
         await self.storage.delete_task(task.id)
-        self.tasks.pop(task.id, None)
+        self.tasks.remove(task.id)
         self.ready_tasks.discard(task.id)
         self.readiness_results.pop(task.id, None)
+        self.note_change(task.app_id)
 
     # -- status updates (called by the scheduler, under the lock) -----------------------------------
 
     async def task_launched(self, task: MarathonTask) -> None:
         await self.storage.save_task(task.to_record())
-        self.tasks[task.id] = task
+        self.tasks.add(task)
         self.queue.launched(task.app_id)
+        self.note_change(task.app_id, task.id)
+
+    async def tasks_launched(self, tasks: list[MarathonTask]) -> list[MarathonTask]:
+        """Store the tasks about to be launched, all at once (one ZooKeeper round trip each, in flight
+        together, rather than one after the other under the lock); the ones stored, which may be launched.
+        Their launches were taken from the queue already (`queue.launched`): one not stored is queued again
+        by the next converge of its app."""
+        outcomes = await asyncio.gather(*(self.storage.save_task(t.to_record()) for t in tasks), return_exceptions=True)
+        stored = []
+        for task, outcome in zip(tasks, outcomes, strict=True):
+            if isinstance(outcome, BaseException):
+                log.warning("task %s not stored, so not launched: %s", task.id, outcome)
+            else:
+                self.tasks.add(task)
+                stored.append(task)
+            self.note_change(task.app_id, task.id)
+        return stored
 
     async def status_update(self, status: Mapping[str, Any]) -> bool:
         """Apply a TaskStatus; False for a task Marathon does not know (the scheduler then kills it)."""
@@ -515,7 +607,7 @@ class Marathon:
             await self._task_ended(task, status)
         elif state != previous_state or "healthy" in status:
             await self.storage.save_task(task.to_record())
-        self.changed.set()
+        self.note_change(task.app_id, task.id)
         return True
 
     async def _task_ended(self, task: MarathonTask, status: Mapping[str, Any]) -> None:
@@ -582,61 +674,42 @@ class Marathon:
                     slaveId=task.agent_id,
                 )
                 await self.kill(task, reason)
-            self.changed.set()
+            self.note_change(task.app_id, task.id)
 
     # -- converging -------------------------------------------------------------------------------
 
-    async def tick(self) -> None:
-        """Move every deployment forward and keep every app at its instance count."""
+    async def tick(self, converge_all: bool = True, timers: bool = True) -> None:
+        """Move every deployment forward and keep apps at their instance counts.
+
+        With `converge_all`, every app is converged; otherwise only the apps that changed since the last tick,
+        the apps deployments are working on and the apps being stopped: a status update costs its own app, not
+        every app. With `timers`, tasks are also checked against their deadlines (launch timeout, unreachable,
+        unconfirmed kills): a scan of every task, which the scheduler runs every `TICK_SECONDS`.
+        """
         async with self.lock:
             now = time.time()
-            await self._expire_tasks(now)
+            if timers:
+                await self._expire_tasks(now)
             current_actions: dict[str, str] = {}
             held: set[str] = set()
             for deployment in self.deployments.values():
                 for action in deployment.current_actions:
                     current_actions[action.app] = action.action
                 held |= set(deployment.affected_apps)
+            changed, self.changed_apps = self.changed_apps, {}
+            if converge_all:
+                app_ids: Iterable[str] = list(self.apps)
+            else:
+                app_ids = [a for a in {**changed, **dict.fromkeys(current_actions)} if a in self.apps]
             done_apps: set[str] = set()
-            by_app: dict[str, list[MarathonTask]] = {}
-            for task in sorted(self.tasks.values(), key=lambda t: t.staged_epoch):
-                by_app.setdefault(task.app_id, []).append(task)
-            for app_id, app in self.apps.items():
+            for app_id in app_ids:
+                app = self.apps[app_id]
                 action = current_actions.get(app_id)
                 if app_id in held and action is None:
-                    continue  # waits for an earlier step of its deployment
-                every = by_app.get(app_id, [])
-                tasks = [t for t in every if t.is_active]
-                dying = sum(1 for t in every if t.kill_requested_at is not None)
-                decision = converge(
-                    app,
-                    tasks,
-                    self.queue.count(app_id),
-                    lambda t, a=app: self.counts_for_deployment(t, a),
-                    rolling=action == "RestartApplication",
-                    dying=dying,
-                )
-                if decision.launch:
-                    self.queue.set_count(app_id, self.queue.count(app_id) + decision.launch)
-                if decision.kill:
-                    config = app["versionInfo"]["lastConfigChangeAt"]
-                    log.info(
-                        "%s (%s): killing %d of %d active tasks (%d outdated, %d healthy, %d queued, %d dying)",
-                        app_id,
-                        action or "keeping the instance count",
-                        len(decision.kill),
-                        len(tasks),
-                        sum(1 for t in tasks if t.config_version != config),
-                        sum(1 for t in tasks if self.is_healthy(t, app)),
-                        self.queue.count(app_id),
-                        dying,
-                    )
-                for task in decision.kill:
-                    await self.kill(task, "not needed by the app's definition any more")
-                if action == "StartApplication" or decision.done:
-                    done_apps.add(app_id)
+                    continue  # waits for an earlier step of its deployment (released apps are converged then)
+                await self._converge_app(app_id, app, action, done_apps)
             for app_id in list(self.stopping):
-                remaining = by_app.get(app_id, [])
+                remaining = self.tasks_of(app_id)
                 for task in remaining:
                     if task.kill_requested_at is None:
                         await self.kill(task, "its app was deleted")
@@ -650,15 +723,50 @@ class Marathon:
                 for action in deployment.current_actions:
                     if action.action == "StopApplication" and action.app not in self.stopping:
                         done_apps.add(action.app)
-            for task in self.tasks.values():
-                if task.kill_requested_at and now - task.kill_requested_at > KILL_RETRY_SECONDS:
-                    await self.kill(task, "the earlier kill was not confirmed")
+            if timers:
+                for task in list(self.tasks.values()):
+                    if task.kill_requested_at and now - task.kill_requested_at > KILL_RETRY_SECONDS:
+                        await self.kill(task, "the earlier kill was not confirmed")
             await self._advance_deployments(done_apps)
             self._announce_waiting(now)
 
+    async def _converge_app(self, app_id: str, app: dict, action: str | None, done_apps: set[str]) -> None:
+        every = self.tasks_of(app_id)
+        tasks = [t for t in every if t.is_active]
+        dying = sum(1 for t in every if t.kill_requested_at is not None)
+        # `counts_for_deployment`, with what is the same for every task of the app worked out once.
+        checks = health.check_count(app)
+        gated = self.readiness_gated(app_id)
+        ready = self.ready_tasks
+
+        def counts(task: MarathonTask) -> bool:
+            return task.healthy(checks) is True and (not gated or task.id in ready)
+
+        decision = converge(
+            app, tasks, self.queue.count(app_id), counts, rolling=action == "RestartApplication", dying=dying
+        )
+        if decision.launch:
+            self.queue.set_count(app_id, self.queue.count(app_id) + decision.launch)
+        if decision.kill:
+            config = app["versionInfo"]["lastConfigChangeAt"]
+            log.info(
+                "%s (%s): killing %d of %d active tasks (%d outdated, %d healthy, %d queued, %d dying)",
+                app_id,
+                action or "keeping the instance count",
+                len(decision.kill),
+                len(tasks),
+                sum(1 for t in tasks if t.config_version != config),
+                sum(1 for t in tasks if self.is_healthy(t, app)),
+                self.queue.count(app_id),
+                dying,
+            )
+        for task in decision.kill:
+            await self.kill(task, "not needed by the app's definition any more")
+        if action == "StartApplication" or decision.done:
+            done_apps.add(app_id)
+
     async def _expire_tasks(self, now: float) -> None:
         for task in list(self.tasks.values()):
-            app = self.apps.get(task.app_id) or self.stopping.get(task.app_id) or {}
             if task.state == "TASK_STAGING" and now - task.staged_epoch > self.settings.task_launch_timeout:
                 await self.kill(task, f"not running after {self.settings.task_launch_timeout:g}s")
                 await self._expunge(task)
@@ -667,17 +775,25 @@ class Marathon:
                 await self.kill(task, "unknown to the master")
                 await self._expunge(task)
             elif task.unreachable_since is not None:
+                app = self.apps.get(task.app_id) or self.stopping.get(task.app_id) or {}
                 strategy = app.get("unreachableStrategy")
                 expunge_after = strategy.get("expungeAfterSeconds", 0) if isinstance(strategy, dict) else None
                 if expunge_after is not None and now - task.unreachable_since >= expunge_after:
                     await self.kill(task, "unreachable for too long")
                     await self._expunge(task)
 
+    def _release(self, deployment: Deployment) -> None:
+        """A deployment ended: its apps are converged again (changes while they were held were skipped)."""
+        for app_id in deployment.affected_apps:
+            self.changed_apps[app_id] = None
+        self.changed.set()
+
     async def _advance_deployments(self, done_apps: set[str]) -> None:
         for deployment in sorted(self.deployments.values(), key=lambda d: d.version):
             if not deployment.steps:  # e.g. a group without apps: nothing to do
                 await self.storage.delete_deployment(deployment.id)
-                del self.deployments[deployment.id]
+                self._remove_deployment(deployment.id)
+                self._release(deployment)
                 self.events.publish("deployment_success", id=deployment.id, plan=deployment.plan_json())
                 continue
             while deployment.current_actions and all(a.app in done_apps for a in deployment.current_actions):
@@ -689,7 +805,8 @@ class Marathon:
                 deployment.current_step += 1
                 if deployment.current_step > len(deployment.steps):
                     await self.storage.delete_deployment(deployment.id)
-                    del self.deployments[deployment.id]
+                    self._remove_deployment(deployment.id)
+                    self._release(deployment)
                     self.events.publish("deployment_success", id=deployment.id, plan=deployment.plan_json())
                     break
                 await self.storage.save_deployment(deployment.to_record())
@@ -698,7 +815,7 @@ class Marathon:
                     plan=deployment.plan_json(),
                     currentStep=_step_json(deployment),
                 )
-                # The next step's apps have not been looked at in this tick.
+                # The next step's apps have not been looked at in this tick: the next one does.
                 break
 
     def _announce_waiting(self, now: float) -> None:

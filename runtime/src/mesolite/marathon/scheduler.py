@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import heapq
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any, Protocol
 
 import aiohttp
@@ -28,6 +29,14 @@ log = logging.getLogger(__name__)
 REFUSE_SECONDS_WHILE_WAITING = 1.0
 REFUSE_SECONDS_IDLE = 120.0
 TICK_SECONDS = 0.5
+# Ticks in between converge only what changed; this often every app is converged anyway, as a safety net.
+CONVERGE_ALL_SECONDS = 30.0
+# Changes that arrive while a tick runs, or within this many times as long as it took after it started, wait
+# for the next tick together (a burst of status updates costs one converge of each app it touched, not one
+# per update): ticks (e.g. converging one app of 10,000 tasks while its updates stream in) then take at most
+# about a fifth of the loop's time, while small ones follow changes at once.
+TICK_SHARE_FACTOR = 4.0
+MAX_TICK_SPACING_SECONDS = 0.25
 # How often tasks whose state the master could not tell yet are reconciled again.
 RECONCILE_RETRY_SECONDS = 3.0
 # How often every task is reconciled (Marathon's --reconciliation_interval default): lost updates heal.
@@ -93,6 +102,9 @@ class MesosScheduler:
         self._probing: set[tuple[str, int | str]] = set()
         self._probes: set[asyncio.Task] = set()
         self._next_probe: dict[tuple[str, int | str], float] = {}
+        # When a task's next health check may run (seconds since the epoch, task id): a tick plans the checks of
+        # the tasks that changed and of those that come due, not of every task.
+        self._probes_due: list[tuple[float, str]] = []
         # Unknown task id -> (its kill back-off, when the next kill may be sent; monotonic seconds).
         self._unknown_kills: dict[str, tuple[Backoff, float]] = {}
 
@@ -144,6 +156,7 @@ class MesosScheduler:
     async def handle_offers(self, offers: list[Mapping[str, Any]]) -> None:
         assert self.client is not None
         launches: dict[str, list[dict]] = {}
+        matched: list[tuple[MarathonTask, str, dict]] = []  # the task, its offer, its TaskInfo
         async with self.marathon.lock:
             ready = [e for e in self.marathon.queue.ready() if e.app_id in self.marathon.apps]
             # Where each queued app's tasks are, kept up to date as this round places more.
@@ -158,10 +171,15 @@ class MesosScheduler:
                         if not isinstance(result, Launch):
                             entry.statistics.declined(result.label, result.need, result.available, offer)
                             break
-                        await self.marathon.task_launched(self._task_of(app, result, offer))
+                        matched.append((self._task_of(app, result, offer), offer_id, result.task_info))
+                        self.marathon.queue.launched(entry.app_id)
                         placed[entry.app_id].append(result.placement)
-                        log.info("launching %s on %s", result.task_id, offer.get("hostname"))
-                        launches.setdefault(offer_id, []).append(result.task_info)
+            # Stored before launched (all of this round's at once): a new leader knows every launched task.
+            stored = {task.id for task in await self.marathon.tasks_launched([task for task, _, _ in matched])}
+            for task, offer_id, task_info in matched:
+                if task.id in stored:
+                    log.info("launching %s on %s", task.id, task.host)
+                    launches.setdefault(offer_id, []).append(task_info)
             waiting = self.marathon.queue.has_work()
         for offer_id, task_infos in launches.items():
             operations = [{"type": "LAUNCH", "launch": {"task_infos": task_infos}}]
@@ -236,21 +254,35 @@ class MesosScheduler:
     # -- the periodic work ------------------------------------------------------------------------
 
     async def run_ticks(self) -> None:
-        """Converge, revive/suppress and run health checks until cancelled."""
+        """Converge, revive/suppress and run health checks until cancelled.
+
+        A tick runs when something changed (all changes since the previous tick at once) and at least every
+        `TICK_SECONDS`; it converges only the apps that changed (every app every `CONVERGE_ALL_SECONDS`).
+        """
+        last_timers = last_converge_all = -float("inf")
         async with aiohttp.ClientSession() as session:
             self._health_session = session
             while True:
+                self.marathon.changed.clear()
+                now = time.monotonic()
+                timers = now - last_timers >= TICK_SECONDS
+                converge_all = now - last_converge_all >= CONVERGE_ALL_SECONDS
+                last_timers = now if timers else last_timers
+                last_converge_all = now if converge_all else last_converge_all
                 try:
-                    await self.marathon.tick()
+                    await self.marathon.tick(converge_all=converge_all, timers=timers)
                     await self._revive_or_suppress()
                     await self._reconcile_unknown()
-                    self._schedule_health_checks()
+                    self._schedule_health_checks(self.marathon.take_changed_tasks(), everything=converge_all)
                     self._schedule_readiness_checks()
                 except Exception:
                     log.exception("tick failed")
+                took = time.monotonic() - now
+                timeout = max(0.0, last_timers + TICK_SECONDS - time.monotonic())
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self.marathon.changed.wait(), TICK_SECONDS)
-                self.marathon.changed.clear()
+                    await asyncio.wait_for(self.marathon.changed.wait(), timeout)
+                spacing = min(MAX_TICK_SPACING_SECONDS, TICK_SHARE_FACTOR * took)
+                await asyncio.sleep(max(0.0, now + spacing - time.monotonic()))
 
     async def _reconcile_unknown(self) -> None:
         if self.client is None or not self.subscribed:
@@ -264,9 +296,10 @@ class MesosScheduler:
                 await self.client.reconcile([])
         if time.time() - self._last_reconcile < RECONCILE_RETRY_SECONDS:
             return
+        # Looked for at most every RECONCILE_RETRY_SECONDS, not every tick: a scan of every task.
+        self._last_reconcile = time.time()
         unknown = [(t.id, t.agent_id) for t in self.marathon.tasks.values() if t.reconciling_since is not None]
         if unknown:
-            self._last_reconcile = time.time()
             with contextlib.suppress(Exception):
                 await self.client.reconcile(unknown)
 
@@ -287,37 +320,59 @@ class MesosScheduler:
         except Exception as error:
             log.warning("revive/suppress not delivered: %s", error)
 
-    def _schedule_health_checks(self) -> None:
+    def _schedule_health_checks(self, changed_task_ids: Iterable[str] = (), everything: bool = True) -> None:
+        """Start the health checks that are due, of the tasks that changed and of those whose next check came
+        due (every task's, with `everything`)."""
         now = time.time()
-        for task in list(self.marathon.tasks.values()):
+        tasks = self.marathon.tasks
+        if everything:
+            candidates: dict[str, None] = dict.fromkeys(tasks)
+            self._probes_due = []
+        else:
+            candidates = dict.fromkeys(changed_task_ids)
+            while self._probes_due and self._probes_due[0][0] <= now:
+                candidates[heapq.heappop(self._probes_due)[1]] = None
+        for task_id in candidates:
+            task = tasks.get(task_id)
+            if task is None:
+                continue
             app = self.marathon.apps.get(task.app_id)
             if app is None or not task.is_running or task.kill_requested_at is not None:
                 continue
+            next_due = None
             for index, check in health.marathon_side_checks(app):
                 key = (task.id, index)
                 if key in self._probing or now < self._next_probe.get(key, 0):
+                    planned = self._next_probe.get(key, now)
+                    next_due = planned if next_due is None else min(next_due, planned)
                     continue
                 port = health.check_port(check, task)
                 if port is None:
                     continue
                 self._probing.add(key)
                 self._next_probe[key] = now + float(check["intervalSeconds"])
+                next_due = self._next_probe[key] if next_due is None else min(next_due, self._next_probe[key])
                 probe = asyncio.create_task(self._probe(task, index, check, port), name=f"health-{task.id}-{index}")
                 self._probes.add(probe)
                 probe.add_done_callback(self._probes.discard)
+            if next_due is not None:
+                heapq.heappush(self._probes_due, (next_due, task.id))
 
     def _schedule_readiness_checks(self) -> None:
         """Check the readiness of each task a deployment waits for: running (and healthy, where the app has
         health checks), of the app's current configuration, not ready yet."""
         marathon = self.marathon
         now = time.time()
-        for task in list(marathon.tasks.values()):
+        # Only apps a deployment works on can be gated: their tasks, not every task.
+        deploying = {a.app for d in marathon.deployments.values() for a in d.current_actions}
+        gated = [app_id for app_id in deploying if marathon.readiness_gated(app_id)]
+        for task in [t for app_id in gated for t in marathon.tasks_of(app_id)]:
             app = marathon.apps.get(task.app_id)
             if app is None or task.id in marathon.ready_tasks or not task.is_running:
                 continue
             if task.kill_requested_at is not None or task.config_version != app["versionInfo"]["lastConfigChangeAt"]:
                 continue
-            if not marathon.readiness_gated(task.app_id) or not marathon.is_healthy(task, app):
+            if not marathon.is_healthy(task, app):
                 continue
             for check in readiness.checks_of(app):
                 key = (task.id, f"readiness:{check['name']}")

@@ -70,6 +70,11 @@ class MarathonStorage:
     def __init__(self, store: ZooKeeperStore, max_versions: int = DEFAULT_MAX_VERSIONS) -> None:
         self.store = store
         self.max_versions = max_versions
+        # The stored versions of each app, listed once and then kept in step with this instance's writes: the
+        # store lists every key of the state (apps, versions, tasks) to list one app's versions, which made
+        # each app saved cost every key stored (creating 2,000 apps took a minute). Dropped after a failed
+        # write (its outcome may be unknown) and listed again when next needed.
+        self._versions: dict[str, set[str]] | None = None
 
     async def load(self) -> StoredState:
         state = StoredState()
@@ -92,22 +97,45 @@ class MarathonStorage:
 
     async def save_app(self, app: dict) -> None:
         """The app as current, and as one more version (keeping the newest `max_versions`)."""
-        await self._put(f"{APP_VERSIONS}{app['id']}/{app['version']}", _encode(app))
-        await self._put(f"{APPS}{app['id']}", _encode(app))
-        versions = await self.app_versions(app["id"])
-        for old in versions[self.max_versions :]:
-            await self._delete(f"{APP_VERSIONS}{app['id']}/{old}")
+        versions = await self._version_index()
+        try:
+            await self._put(f"{APP_VERSIONS}{app['id']}/{app['version']}", _encode(app))
+            versions.setdefault(app["id"], set()).add(app["version"])
+            await self._put(f"{APPS}{app['id']}", _encode(app))
+            for old in sorted(versions[app["id"]], reverse=True)[self.max_versions :]:
+                await self._delete(f"{APP_VERSIONS}{app['id']}/{old}")
+                versions[app["id"]].discard(old)
+        except BaseException:
+            self._versions = None
+            raise
 
     async def delete_app(self, app_id: str) -> None:
-        await self._delete(f"{APPS}{app_id}")
-        for version in await self.app_versions(app_id):
-            await self._delete(f"{APP_VERSIONS}{app_id}/{version}")
+        versions = await self._version_index()
+        try:
+            await self._delete(f"{APPS}{app_id}")
+            for version in sorted(versions.get(app_id, ()), reverse=True):
+                await self._delete(f"{APP_VERSIONS}{app_id}/{version}")
+                versions[app_id].discard(version)
+            versions.pop(app_id, None)
+        except BaseException:
+            self._versions = None
+            raise
 
     async def app_versions(self, app_id: str) -> list[str]:
         """Newest first."""
-        prefix = f"{APP_VERSIONS}{app_id}/"
-        keys = await self._read(lambda: self.store.list(prefix))
-        return sorted((key[len(prefix) :] for key in keys if "/" not in key[len(prefix) :]), reverse=True)
+        return sorted((await self._version_index()).get(app_id, ()), reverse=True)
+
+    async def _version_index(self) -> dict[str, set[str]]:
+        """App id -> its stored versions (see `__init__`)."""
+        if self._versions is None:
+            keys = await self._read(lambda: self.store.list(APP_VERSIONS))
+            index: dict[str, set[str]] = {}
+            for key in keys:
+                # `app-versions/<app id>/<version>`: app ids contain slashes, versions never do.
+                app_id, _, version = key[len(APP_VERSIONS) :].rpartition("/")
+                index.setdefault(app_id, set()).add(version)
+            self._versions = index
+        return self._versions
 
     async def app_version(self, app_id: str, version: str) -> dict | None:
         value = await self._read(lambda: self.store.get(f"{APP_VERSIONS}{app_id}/{version}"))

@@ -14,17 +14,16 @@ STATUS_FILTERS = {"running": ("TASK_RUNNING",), "staging": ("TASK_STAGING", "TAS
 
 async def list_tasks(request: web.Request) -> web.Response:
     marathon = marathon_of(request)
-    tasks = sorted(marathon.tasks.values(), key=lambda t: (t.app_id, t.staged_epoch))
+    # By app from the per-app index (each app's tasks are already at hand, oldest first).
+    tasks = [task for app_id in sorted(marathon.tasks.app_ids()) for task in marathon.tasks_of(app_id)]
     wanted = [s for value in request.query.getall("status", []) for s in STATUS_FILTERS.get(value.lower(), ())]
     if wanted:
         tasks = [t for t in tasks if t.state in wanted]
     accept = request.headers.get("Accept", "")
     if "text/plain" in accept and "application/json" not in accept:
         return web.Response(text=tasks_text(marathon, tasks), content_type="text/plain")
-    wire = []
-    for task in tasks:
-        app = marathon.apps.get(task.app_id) or {}
-        wire.append(task.to_json(health.check_count(app)))
+    check_counts = {app_id: health.check_count(marathon.apps.get(app_id) or {}) for app_id in marathon.tasks.app_ids()}
+    wire = [task.to_json(check_counts.get(task.app_id, 0)) for task in tasks]
     return web.json_response({"tasks": wire})
 
 

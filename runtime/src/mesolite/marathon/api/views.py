@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import statistics
 import time
+import weakref
 from collections.abc import Iterable
 from typing import Any
 
@@ -29,7 +31,55 @@ def parse_embeds(values: Iterable[str], default: set[str]) -> set[str]:
 
 
 def app_json(marathon: Marathon, app: dict, embeds: set[str]) -> dict[str, Any]:
-    wire = {name: value for name, value in app.items() if name not in READ_ONLY_FIELDS or name == "versionInfo"}
+    return _definition_fields(app) | _embedded(marathon, app, embeds)
+
+
+# Per Marathon: app id -> (the app definition, its definition fields as JSON). Definitions are replaced, never
+# changed in place, so the same object means the same text; a list of 10,000 apps encodes only what changed.
+_encoded_definitions: weakref.WeakKeyDictionary[Marathon, dict[str, tuple[dict, str]]] = weakref.WeakKeyDictionary()
+# The embeds whose content changes only with the app's tasks and deployments (`Marathon.view_generations`),
+# and per Marathon: app id -> (definition, embeds, generation, the whole view as JSON).
+CACHEABLE_EMBEDS = frozenset({"counts", "deployments"})
+_encoded_views: weakref.WeakKeyDictionary[Marathon, dict[str, tuple[dict, frozenset, int, str]]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def app_json_text(marathon: Marathon, app: dict, embeds: set[str]) -> str:
+    """`app_json` encoded (as `json.dumps` would): from a cache while the app, its tasks and its deployments
+    stay the same (for the list's embeds), else with the definition's part from a cache."""
+    wanted = frozenset(embeds)
+    cacheable = wanted <= CACHEABLE_EMBEDS
+    if cacheable:
+        views = _encoded_views.setdefault(marathon, {})
+        generation = marathon.view_generations[app["id"]]
+        view = views.get(app["id"])
+        if view is not None and view[0] is app and view[1] == wanted and view[2] == generation:
+            return view[3]
+    cache = _encoded_definitions.setdefault(marathon, {})
+    cached = cache.get(app["id"])
+    if cached is None or cached[0] is not app:
+        if len(cache) > 2 * len(marathon.apps) + 100:  # drop the deleted apps' entries now and then
+            for app_id in [a for a in cache if a not in marathon.apps]:
+                del cache[app_id]
+        cached = cache[app["id"]] = (app, json.dumps(_definition_fields(app)))
+    embedded = _embedded(marathon, app, embeds)
+    text = f"{cached[1][:-1]}, {json.dumps(embedded)[1:]}" if embedded else cached[1]
+    if cacheable:
+        if len(views) > 2 * len(marathon.apps) + 100:
+            for app_id in [a for a in views if a not in marathon.apps]:
+                del views[app_id]
+        views[app["id"]] = (app, wanted, generation, text)
+    return text
+
+
+def _definition_fields(app: dict) -> dict[str, Any]:
+    return {name: value for name, value in app.items() if name not in READ_ONLY_FIELDS or name == "versionInfo"}
+
+
+def _embedded(marathon: Marathon, app: dict, embeds: set[str]) -> dict[str, Any]:
+    """The fields of an app's view that are not its definition: counts, tasks, deployments, ..."""
+    wire: dict[str, Any] = {}
     tasks = marathon.tasks_of(app["id"])
     checks = health.check_count(app)
     if "counts" in embeds or "tasks" in embeds:
