@@ -420,11 +420,18 @@ async def maintenance_schedule(request: web.Request, master: Master) -> web.Resp
         return refuse_operator(request, "GET_MAINTENANCE_SCHEDULE") or json_response(
             master.maintenance.schedule_json(), request
         )
-    refused = refuse_operator(request, "UPDATE_MAINTENANCE_SCHEDULE")
+    return await change_maintenance(request, master, "UPDATE_MAINTENANCE_SCHEDULE", master.maintenance.update_schedule)
+
+
+async def change_maintenance(
+    request: web.Request, master: Master, call_type: str, change: Callable[[object], None]
+) -> web.Response:
+    """One maintenance change from a request's JSON body: 200 once it is in the registry, else 4xx/503 saying why."""
+    refused = refuse_operator(request, call_type)
     if refused is not None:
         return refused
     try:
-        master.maintenance.update_schedule(await read_json_body(request))
+        change(await read_json_body(request))
         await master.maintenance.persisted()
     except CallError as error:
         return text_error(error.status, error.message)
@@ -439,28 +446,12 @@ async def maintenance_status(request: web.Request, master: Master) -> web.Respon
 
 @leader_only
 async def machine_down(request: web.Request, master: Master) -> web.Response:
-    refused = refuse_operator(request, "START_MAINTENANCE")
-    if refused is not None:
-        return refused
-    try:
-        master.maintenance.start_maintenance(await read_json_body(request))
-        await master.maintenance.persisted()
-    except CallError as error:
-        return text_error(error.status, error.message)
-    return web.Response(status=200)
+    return await change_maintenance(request, master, "START_MAINTENANCE", master.maintenance.start_maintenance)
 
 
 @leader_only
 async def machine_up(request: web.Request, master: Master) -> web.Response:
-    refused = refuse_operator(request, "STOP_MAINTENANCE")
-    if refused is not None:
-        return refused
-    try:
-        master.maintenance.stop_maintenance(await read_json_body(request))
-        await master.maintenance.persisted()
-    except CallError as error:
-        return text_error(error.status, error.message)
-    return web.Response(status=200)
+    return await change_maintenance(request, master, "STOP_MAINTENANCE", master.maintenance.stop_maintenance)
 
 
 @leader_only

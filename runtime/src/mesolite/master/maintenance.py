@@ -343,8 +343,8 @@ class Maintenance:
         log.info("maintenance schedule updated: %d windows, %d machines", len(windows), len(self.machines))
         self.send_inverse_offers()
 
-    def start_maintenance(self, value: object, where: str = "machines") -> None:
-        """`/machine/down`: scheduled (DRAINING) machines go DOWN; their agents are removed, their tasks lost."""
+    def _scheduled_machines(self, value: object, where: str, required_mode: str, change: str) -> list[dict]:
+        """The MachineIDs of a /machine/down or /machine/up body, each scheduled and in `required_mode`."""
         machine_ids = parse_machine_list(value, where)
         for index, machine_id in enumerate(machine_ids):
             machine = self.machines.get(machine_key(machine_id))
@@ -352,11 +352,16 @@ class Maintenance:
                 raise CallError(
                     f"{where}[{index}]: Machine '{describe(machine_id)}' is not part of a maintenance schedule"
                 )
-            if machine.mode != DRAINING:
+            if machine.mode != required_mode:
                 raise CallError(
-                    f"{where}[{index}]: Machine '{describe(machine_id)}' is not in DRAINING mode and cannot be "
-                    "brought down"
+                    f"{where}[{index}]: Machine '{describe(machine_id)}' is not in {required_mode} mode and cannot be "
+                    f"{change}"
                 )
+        return machine_ids
+
+    def start_maintenance(self, value: object, where: str = "machines") -> None:
+        """`/machine/down`: scheduled (DRAINING) machines go DOWN; their agents are removed, their tasks lost."""
+        machine_ids = self._scheduled_machines(value, where, DRAINING, "brought down")
         keys = {machine_key(machine_id) for machine_id in machine_ids}
         for key in keys:
             self.machines[key].mode = DOWN
@@ -369,17 +374,7 @@ class Maintenance:
 
     def stop_maintenance(self, value: object, where: str = "machines") -> None:
         """`/machine/up`: DOWN machines come back UP and leave the schedule; their agents may register again."""
-        machine_ids = parse_machine_list(value, where)
-        for index, machine_id in enumerate(machine_ids):
-            machine = self.machines.get(machine_key(machine_id))
-            if machine is None:
-                raise CallError(
-                    f"{where}[{index}]: Machine '{describe(machine_id)}' is not part of a maintenance schedule"
-                )
-            if machine.mode != DOWN:
-                raise CallError(
-                    f"{where}[{index}]: Machine '{describe(machine_id)}' is not in DOWN mode and cannot be brought up"
-                )
+        machine_ids = self._scheduled_machines(value, where, DOWN, "brought up")
         keys = {machine_key(machine_id) for machine_id in machine_ids}
         windows = []
         for window in self.windows:
