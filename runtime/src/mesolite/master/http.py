@@ -216,16 +216,7 @@ async def read_json_call(request: web.Request) -> dict:
     accept = request.headers.get("Accept", "")
     if accept and not any(kind in accept for kind in ("application/json", "application/recordio", "*/*")):
         raise CallError(f"Expecting 'Accept' to allow application/json or application/recordio, got '{accept}'", 406)
-    try:
-        async with asyncio.timeout(BODY_READ_TIMEOUT_SECONDS):
-            body = await request.read()
-        call = decode_json(body, request.charset)
-    except TimeoutError:
-        raise CallError(f"The request body did not arrive within {BODY_READ_TIMEOUT_SECONDS:.0f}s", 408) from None
-    except web.HTTPRequestEntityTooLarge as error:
-        raise CallError(f"Request body too large: {error.text}", 413) from None
-    except JsonInputError as error:
-        raise CallError(f"Failed to parse body into JSON: {error}", error.status) from None
+    call = await read_json_body(request)
     if not isinstance(call, dict):
         raise CallError(f"Expecting a JSON object (a v1 Call), got {type(call).__name__}")
     return call
